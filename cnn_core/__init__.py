@@ -1,0 +1,1 @@
+"""Core of the CNN learning app: specs, data, models, training, inference. No Streamlit here."""

@@ -1,0 +1,380 @@
+"""Model and training specifications as plain data.
+
+A spec is what a learner edits on the Train page, what a preset stores and what a
+shared link encodes. It knows nothing about TensorFlow: shape inference and parameter
+counts are computed here in pure Python so a page can show them while the user types.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "linear", "softmax")
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw", "nadam")
+DATASETS = ("mnist", "fashion_mnist")
+PADDINGS = ("valid", "same")
+
+# Bounds that keep a spec trainable on a laptop CPU; the host settings may tighten them further.
+MAX_FILTERS = 512
+MAX_UNITS = 4096
+MAX_KERNEL = 11
+MAX_LAYERS = 40
+MAX_EPOCHS = 100
+MIN_BATCH, MAX_BATCH = 1, 4096
+DEFAULT_MAX_PARAMS = 5_000_000
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Conv2D:
+    filters: int = 32
+    kernel_size: int = 3
+    strides: int = 1
+    padding: Literal["valid", "same"] = "valid"
+    activation: str = "relu"
+    kind: ClassVar[str] = "conv2d"
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    pool_size: int = 2
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    pool_size: int = 2
+    kind: ClassVar[str] = "avgpool"
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool:
+    kind: ClassVar[str] = "global_avgpool"
+
+
+@dataclass(frozen=True)
+class Dropout:
+    rate: float = 0.25
+    kind: ClassVar[str] = "dropout"
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    kind: ClassVar[str] = "batchnorm"
+
+
+@dataclass(frozen=True)
+class Flatten:
+    kind: ClassVar[str] = "flatten"
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int = 128
+    activation: str = "relu"
+    kind: ClassVar[str] = "dense"
+
+
+Layer = Conv2D | MaxPool | AvgPool | GlobalAvgPool | Dropout | BatchNorm | Flatten | Dense
+LAYER_TYPES: dict[str, type] = {
+    cls.kind: cls for cls in (Conv2D, MaxPool, AvgPool, GlobalAvgPool, Dropout, BatchNorm, Flatten, Dense)
+}
+SPATIAL_LAYERS = ("conv2d", "maxpool", "avgpool")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture: an input shape and a stack of layers ending in a softmax classifier."""
+
+    layers: tuple[Layer, ...]
+    input_shape: Shape = (28, 28, 1)
+    num_classes: int = 10
+    name: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "layers": [layer_to_dict(layer) for layer in self.layers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        if not isinstance(data, dict) or "layers" not in data:
+            raise ValueError("A model spec needs a 'layers' list; check the JSON you pasted or loaded.")
+        return cls(
+            layers=tuple(layer_from_dict(item) for item in data["layers"]),
+            input_shape=tuple(int(v) for v in data.get("input_shape", (28, 28, 1))),
+            num_classes=int(data.get("num_classes", 10)),
+            name=str(data.get("name", "custom")),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train: data, optimiser, schedule and the stopping rules the seed notebooks use."""
+
+    dataset: str = "mnist"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 5
+    validation_split: float = 0.1
+    seed: int = 0
+    # Use only the first N training images (None: all of them) for quick runs.
+    train_subset: int | None = None
+    # Stop as soon as training accuracy reaches this value (seed 002's callback).
+    target_accuracy: float | None = None
+    # Keep the weights of the epoch with the best validation accuracy (seed fashion notebook).
+    restore_best: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown training settings {sorted(unknown)}; use only {sorted(known)}.")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of the live summary: what a layer outputs and how many weights it has."""
+
+    index: int
+    kind: str
+    description: str
+    output_shape: Shape
+    params: int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A model spec together with its training config: what a run, a preset or a link describes."""
+
+    model: ModelSpec
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_json(self) -> str:
+        return json.dumps({"model": self.model.to_dict(), "training": self.training.to_dict()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Experiment:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"The configuration is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+        if not isinstance(data, dict) or "model" not in data:
+            raise ValueError("The configuration needs a 'model' section with a 'layers' list.")
+        return cls(
+            model=ModelSpec.from_dict(data["model"]),
+            training=TrainingConfig.from_dict(data.get("training", {})),
+        )
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    return {"type": layer.kind, **asdict(layer)}
+
+
+def layer_from_dict(data: dict[str, Any]) -> Layer:
+    if not isinstance(data, dict):
+        raise ValueError(f"Each layer must be an object with a 'type', got {data!r}.")
+    kind = data.get("type")
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"Unknown layer type {kind!r}; use one of {', '.join(LAYER_TYPES)}.")
+    cls = LAYER_TYPES[kind]
+    options = {k: v for k, v in data.items() if k != "type"}
+    known = {f.name for f in fields(cls)}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"A {kind} layer has no settings {sorted(unknown)}; it takes {sorted(known) or 'none'}.")
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"Could not read the {kind} layer: {exc}.") from exc
+
+
+def describe(layer: Layer) -> str:
+    """A short human label such as 'Conv2D 32 × 3×3, same, relu'."""
+    match layer:
+        case Conv2D():
+            stride = f", stride {layer.strides}" if layer.strides != 1 else ""
+            k = layer.kernel_size
+            return f"Conv2D {layer.filters} × {k}×{k}{stride}, {layer.padding}, {layer.activation}"
+        case MaxPool():
+            return f"MaxPool {layer.pool_size}×{layer.pool_size}"
+        case AvgPool():
+            return f"AvgPool {layer.pool_size}×{layer.pool_size}"
+        case GlobalAvgPool():
+            return "GlobalAvgPool"
+        case Dropout():
+            return f"Dropout {layer.rate:g}"
+        case BatchNorm():
+            return "BatchNorm"
+        case Flatten():
+            return "Flatten"
+        case Dense():
+            return f"Dense {layer.units}, {layer.activation}"
+    raise ValueError(f"Unknown layer {layer!r}.")
+
+
+def _int_field(where: str, name: str, value: Any, low: int, high: int, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: {name} must be a whole number, got {value!r}.")
+    if not low <= value <= high:
+        raise ValueError(f"{where}: {name} is {value}; use a value from {low} to {high}{hint}.")
+    return value
+
+
+def _check_activation(where: str, activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}.")
+
+
+def _conv_or_pool_size(size: int, window: int, stride: int, padding: str) -> int:
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - window) // stride + 1
+
+
+def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[LayerInfo]:
+    """Validate the spec and return each layer's output shape and parameter count.
+
+    Every problem raises ValueError naming the layer, the field and what would work, so the
+    editor can show it before any TensorFlow code runs.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise ValueError("Expected a ModelSpec.")
+    if len(spec.input_shape) != 3 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in spec.input_shape
+    ):
+        raise ValueError(f"The input shape must be (height, width, channels) of positive ints, got {spec.input_shape}.")
+    _int_field("The model", "num_classes", spec.num_classes, 2, 1000)
+    if not spec.layers:
+        raise ValueError("The model has no layers; add at least a Flatten and a Dense classifier.")
+    if len(spec.layers) > MAX_LAYERS:
+        raise ValueError(f"The model has {len(spec.layers)} layers; keep it to {MAX_LAYERS} or fewer.")
+
+    shape: Shape = tuple(spec.input_shape)
+    infos: list[LayerInfo] = []
+    for index, layer in enumerate(spec.layers):
+        if not isinstance(layer, tuple(LAYER_TYPES.values())):
+            raise ValueError(f"Layer {index + 1} is not a known layer: {layer!r}.")
+        where = f"Layer {index + 1} ({layer.kind})"
+        params = 0
+        spatial = len(shape) == 3
+        if layer.kind in SPATIAL_LAYERS + ("global_avgpool",) and not spatial:
+            raise ValueError(
+                f"{where} needs an image-shaped input, but it comes after Flatten/Dense; "
+                "move it before the Flatten layer."
+            )
+        match layer:
+            case Conv2D():
+                _int_field(where, "filters", layer.filters, 1, MAX_FILTERS)
+                _int_field(where, "kernel_size", layer.kernel_size, 1, MAX_KERNEL)
+                _int_field(where, "strides", layer.strides, 1, 4)
+                if layer.padding not in PADDINGS:
+                    raise ValueError(f"{where}: padding must be 'valid' or 'same', got {layer.padding!r}.")
+                _check_activation(where, layer.activation)
+                h, w, c = shape
+                if layer.padding == "valid" and (layer.kernel_size > h or layer.kernel_size > w):
+                    raise ValueError(
+                        f"{where}: the {layer.kernel_size}×{layer.kernel_size} kernel is larger than its "
+                        f"{h}×{w} input; use kernel_size ≤ {min(h, w)}, padding 'same', or remove a pooling layer before it."
+                    )
+                oh = _conv_or_pool_size(h, layer.kernel_size, layer.strides, layer.padding)
+                ow = _conv_or_pool_size(w, layer.kernel_size, layer.strides, layer.padding)
+                params = layer.kernel_size * layer.kernel_size * c * layer.filters + layer.filters
+                shape = (oh, ow, layer.filters)
+            case MaxPool() | AvgPool():
+                _int_field(where, "pool_size", layer.pool_size, 1, 8)
+                h, w, c = shape
+                if layer.pool_size > h or layer.pool_size > w:
+                    raise ValueError(
+                        f"{where}: a {layer.pool_size}×{layer.pool_size} pool does not fit its {h}×{w} input; "
+                        f"use pool_size ≤ {min(h, w)} or remove this pooling layer."
+                    )
+                shape = (h // layer.pool_size, w // layer.pool_size, c)
+            case GlobalAvgPool():
+                shape = (shape[2],)
+            case Dropout():
+                if isinstance(layer.rate, bool) or not isinstance(layer.rate, int | float) or not 0 <= layer.rate < 1:
+                    raise ValueError(f"{where}: rate is {layer.rate!r}; use a fraction from 0 to 0.9.")
+                if layer.rate > 0.9:
+                    raise ValueError(f"{where}: rate {layer.rate} drops almost everything; use at most 0.9.")
+            case BatchNorm():
+                channels = shape[-1]
+                params = 4 * channels
+            case Flatten():
+                shape = (math.prod(shape),)
+            case Dense():
+                _int_field(where, "units", layer.units, 1, MAX_UNITS)
+                _check_activation(where, layer.activation)
+                if len(shape) != 1:
+                    raise ValueError(
+                        f"{where} gets an image-shaped input {shape}; add a Flatten or GlobalAvgPool layer before it."
+                    )
+                params = shape[0] * layer.units + layer.units
+                shape = (layer.units,)
+        if any(v <= 0 for v in shape):
+            raise ValueError(
+                f"{where}: the output would be {shape}, which is empty; use a smaller kernel or pool, "
+                "'same' padding, or fewer pooling layers."
+            )
+        infos.append(LayerInfo(index, layer.kind, describe(layer), shape, params))
+
+    last = spec.layers[-1]
+    if not (isinstance(last, Dense) and last.units == spec.num_classes and last.activation == "softmax"):
+        raise ValueError(
+            f"The model has no classifier head; end it with Dense {spec.num_classes} units and "
+            "activation 'softmax' (one output per class)."
+        )
+    total = sum(info.params for info in infos)
+    if total > max_params:
+        raise ValueError(
+            f"The model has {total:,} parameters, above the limit of {max_params:,}; use fewer filters "
+            "or units, or add a pooling layer before Flatten."
+        )
+    return infos
+
+
+def count_params(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> int:
+    return sum(info.params for info in infer_shapes(spec, max_params=max_params))
+
+
+def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_train_size: int | None = None) -> None:
+    """Raise ValueError with a fix for any training setting that cannot work."""
+    if config.dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {config.dataset!r}; use one of {', '.join(DATASETS)}.")
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
+    lr = config.learning_rate
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 1e-6 <= lr <= 1.0:
+        raise ValueError(f"Learning rate {lr!r} is out of range; use a value from 0.000001 to 1 (0.001 is typical).")
+    _int_field("Training", "batch_size", config.batch_size, MIN_BATCH, MAX_BATCH)
+    _int_field("Training", "epochs", config.epochs, 1, max_epochs)
+    _int_field("Training", "seed", config.seed, 0, 2**31 - 1)
+    vs = config.validation_split
+    if isinstance(vs, bool) or not isinstance(vs, int | float) or not 0 <= vs <= 0.5:
+        raise ValueError(f"Validation split {vs!r} is out of range; use a fraction from 0 to 0.5.")
+    if config.train_subset is not None:
+        high = max_train_size if max_train_size is not None else 60_000
+        _int_field("Training", "train_subset", config.train_subset, 100, high, " images")
+    if config.target_accuracy is not None:
+        ta = config.target_accuracy
+        if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta <= 1:
+            raise ValueError(f"Target accuracy {ta!r} must be a fraction above 0 and at most 1 (e.g. 0.998).")
+    if config.restore_best and vs == 0:
+        raise ValueError("Restoring the best validation weights needs a validation split above 0.")
+
+
+def with_layers(spec: ModelSpec, layers: list[Layer] | tuple[Layer, ...]) -> ModelSpec:
+    return replace(spec, layers=tuple(layers))
