@@ -87,11 +87,16 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return images
 
 
-@functools.cache
-def load(name: str, data_dir: Path = DATA_DIR) -> Dataset:
+def load(name: str, data_dir: Path | str = DATA_DIR) -> Dataset:
     """Load a dataset once per process; later calls return the same read-only arrays."""
     check_name(name)
-    x_train, y_train, x_test, y_test = _read_arrays(name, Path(data_dir))
+    # Normalise the folder so load("mnist") and load("mnist", "data/") share one cached copy.
+    return _load_cached(name, Path(data_dir).resolve())
+
+
+@functools.cache
+def _load_cached(name: str, data_dir: Path) -> Dataset:
+    x_train, y_train, x_test, y_test = _read_arrays(name, data_dir)
     arrays = [to_model_input(x_train), y_train.astype(np.int64), to_model_input(x_test), y_test.astype(np.int64)]
     for array in arrays:
         # Shared by every session in the process, so nobody may modify them in place.

@@ -105,12 +105,21 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        if not isinstance(data, dict) or "layers" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list | tuple):
             raise ValueError("A model spec needs a 'layers' list; check the JSON you pasted or loaded.")
+        shape, classes = data.get("input_shape", (28, 28, 1)), data.get("num_classes", 10)
+        try:
+            input_shape = tuple(int(v) for v in shape)
+            num_classes = int(classes)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"The input shape {shape!r} and number of classes {classes!r} must be whole numbers, "
+                "such as [28, 28, 1] and 10."
+            ) from None
         return cls(
             layers=tuple(layer_from_dict(item) for item in data["layers"]),
-            input_shape=tuple(int(v) for v in data.get("input_shape", (28, 28, 1))),
-            num_classes=int(data.get("num_classes", 10)),
+            input_shape=input_shape,
+            num_classes=num_classes,
             name=str(data.get("name", "custom")),
         )
 
@@ -138,6 +147,8 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        if not isinstance(data, dict):
+            raise ValueError("The training settings must be an object of named values, such as {\"epochs\": 5}.")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -188,7 +199,7 @@ def layer_from_dict(data: dict[str, Any]) -> Layer:
     if not isinstance(data, dict):
         raise ValueError(f"Each layer must be an object with a 'type', got {data!r}.")
     kind = data.get("type")
-    if kind not in LAYER_TYPES:
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise ValueError(f"Unknown layer type {kind!r}; use one of {', '.join(LAYER_TYPES)}.")
     cls = LAYER_TYPES[kind]
     options = {k: v for k, v in data.items() if k != "type"}

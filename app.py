@@ -1,0 +1,26 @@
+"""Entry point: builds the navigation over pages/ and runs the chosen page. Nothing else lives here."""
+
+import streamlit as st
+
+st.set_page_config(page_title="How CNNs see", page_icon=":material/visibility:", layout="wide")
+
+navigation = st.navigation(
+    {
+        "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+        "See": [
+            st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
+            st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+        ],
+        "Train": [
+            st.Page("pages/train.py", title="Train a CNN", icon=":material/model_training:"),
+            st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+            st.Page("pages/runs.py", title="Compare runs", icon=":material/stacked_line_chart:"),
+        ],
+        "Explore": [
+            st.Page("pages/playground.py", title="Convolution playground", icon=":material/tune:"),
+            st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+        ],
+        "Workshop": [st.Page("pages/exercises.py", title="Exercises", icon=":material/school:")],
+    }
+)
+navigation.run()

@@ -1,0 +1,107 @@
+"""Turn a validated ModelSpec into a compiled Keras model.
+
+Every spec goes through `specs.infer_shapes` first, so a learner sees the same error message
+here as in the live editor and Keras never gets a spec that cannot be built.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from cnn_core import specs
+from cnn_core.specs import (
+    DEFAULT_MAX_PARAMS,
+    AvgPool,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    ModelSpec,
+    TrainingConfig,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+# Seeding is process-global in Keras, so two builds in different threads must not interleave
+# or neither would get the weights its seed promises.
+_BUILD_LOCK = threading.Lock()
+
+
+def _keras_layer(layer: specs.Layer, name: str):
+    import keras
+
+    match layer:
+        case Conv2D():
+            return keras.layers.Conv2D(
+                layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                activation=layer.activation, name=name,
+            )
+        case MaxPool():
+            return keras.layers.MaxPooling2D(pool_size=layer.pool_size, name=name)
+        case AvgPool():
+            return keras.layers.AveragePooling2D(pool_size=layer.pool_size, name=name)
+        case GlobalAvgPool():
+            return keras.layers.GlobalAveragePooling2D(name=name)
+        case Dropout():
+            return keras.layers.Dropout(layer.rate, name=name)
+        case BatchNorm():
+            return keras.layers.BatchNormalization(name=name)
+        case Flatten():
+            return keras.layers.Flatten(name=name)
+        case Dense():
+            return keras.layers.Dense(layer.units, activation=layer.activation, name=name)
+    raise ValueError(f"Unknown layer {layer!r}.")
+
+
+def make_optimizer(training: TrainingConfig):
+    """The Keras optimizer a training config names, with its learning rate."""
+    import keras
+
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+        "adamw": keras.optimizers.AdamW,
+        "nadam": keras.optimizers.Nadam,
+    }
+    if training.optimizer not in classes:
+        raise ValueError(f"Unknown optimizer {training.optimizer!r}; use one of {', '.join(classes)}.")
+    return classes[training.optimizer](learning_rate=training.learning_rate)
+
+
+def build_model(
+    spec: ModelSpec, training: TrainingConfig | None = None, max_params: int = DEFAULT_MAX_PARAMS
+) -> keras.Model:
+    """Build and compile the functional model a spec describes, with weights seeded by `training.seed`.
+
+    Layers are named after their kind and position (``conv2d_1``, ``maxpool_2``…) so feature maps
+    and summaries can refer to the spec's own numbering.
+    """
+    specs.infer_shapes(spec, max_params=max_params)
+    training = training if training is not None else TrainingConfig()
+    import keras
+
+    with _BUILD_LOCK:
+        keras.utils.set_random_seed(training.seed)
+        inputs = keras.Input(shape=tuple(spec.input_shape), name="image")
+        outputs = inputs
+        for index, layer in enumerate(spec.layers, start=1):
+            outputs = _keras_layer(layer, f"{layer.kind}_{index}")(outputs)
+        model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+    model.compile(
+        optimizer=make_optimizer(training),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _model_name(name: str) -> str:
+    # Keras model names end up in file paths and summaries; keep them to safe characters.
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).strip("_")
+    return cleaned or "model"

@@ -1,0 +1,51 @@
+"""Dataset explorer: sample images with their class names, class balance, and the mean image per class."""
+
+import numpy as np
+import streamlit as st
+
+from cnn_core.datasets import TITLES
+from cnn_core.specs import DATASETS
+from ui import images, loaders
+from ui.text import class_label
+
+SAMPLES = 40
+
+st.title("Datasets")
+st.caption(
+    "Both datasets hold 28×28 grey images in 10 classes: 60,000 for training and 10,000 for testing. "
+    "A model only ever learns from what is in here."
+)
+
+name_col, split_col, class_col = st.columns(3)
+name = name_col.selectbox("Dataset", DATASETS, format_func=TITLES.get, key="datasets-name")
+split = split_col.radio("Part", ("train", "test"), horizontal=True, key="datasets-split",
+                        format_func={"train": "training images", "test": "test images"}.get)
+data = loaders.dataset(name)
+names = data.class_names
+classes = class_col.multiselect(
+    "Show only these classes", range(len(names)), format_func=lambda i: class_label(names, i), key=f"datasets-{name}-classes",
+    placeholder="all classes",
+)
+x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+
+chosen = np.flatnonzero(np.isin(y, classes)) if classes else np.arange(len(y))
+seed = st.session_state.setdefault("datasets-seed", 0)
+if st.button("Show other examples", key="datasets-shuffle"):
+    seed = st.session_state["datasets-seed"] = seed + 1
+picks = np.random.default_rng(seed).choice(chosen, size=min(SAMPLES, len(chosen)), replace=False)
+picks.sort()
+st.caption(f"{len(picks)} of {len(chosen):,} {split} images, each labelled with its class.")
+st.image([images.enlarge(x[i], 84) for i in picks], caption=[f"{names[y[i]]}" for i in picks], width=84,
+         output_format="PNG")
+
+balance_col, mean_col = st.columns(2, gap="large")
+with balance_col:
+    st.subheader("Class balance")
+    st.image(loaders.dataset_summary_png(name, split, "balance"))
+    counts = np.bincount(y, minlength=len(names))
+    st.caption(f"Smallest class: {names[int(counts.argmin())]} ({counts.min():,}); "
+               f"largest: {names[int(counts.argmax())]} ({counts.max():,}).")
+with mean_col:
+    st.subheader("Mean image per class")
+    st.image(loaders.dataset_summary_png(name, split, "means"))
+    st.caption("Blurry where the class varies a lot, sharp where its members agree.")

@@ -1,0 +1,71 @@
+"""Draw: a digit on the canvas, the model's guess after every stroke, and what the model actually sees."""
+
+import numpy as np
+import streamlit as st
+
+from cnn_core import plotting, preprocess
+from ui import images, loaders
+from ui import state as app_state
+from ui.components import canvas, image_source, model_picker
+
+state = app_state.get()
+
+st.title("Draw a digit")
+name = model_picker.show("draw-model")
+card = model_picker.card(name)
+class_names = loaders.dataset(card.dataset).class_names
+
+
+def _clear() -> None:
+    # A new key gives a new, empty canvas.
+    state.canvas_generation += 1
+
+
+input_col, result_col = st.columns([1, 1], gap="large")
+steps = None
+image = None
+with input_col:
+    if card.dataset == "mnist":
+        st.caption("Draw one digit, as large as you like; the guess updates every time you lift the mouse.")
+        rgba = canvas.show(key=f"draw-canvas-{state.canvas_generation}",
+                           stroke_width=st.session_state.get("draw-brush", 18))
+        brush_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
+        brush_col.slider("Brush width", 6, 40, 18, key="draw-brush")
+        clear_col.button("Clear", on_click=_clear, key="draw-clear", width="stretch")
+        if rgba is not None:
+            steps = preprocess.canvas_steps(rgba)
+        if steps is not None:
+            image = steps.final
+            state.last_drawing = image
+    else:
+        st.info(
+            f"**{name}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
+            "photo of a piece of clothing instead of drawing; switch to an MNIST model above to draw digits."
+        )
+        picked = image_source.show("draw-picture", dataset_name=card.dataset, allow_drawing=False)
+        if picked is not None:
+            image = picked.image
+            st.image(images.enlarge(image, 196), caption=picked.caption, output_format="PNG")
+
+with result_col:
+    if image is None:
+        if card.dataset == "mnist":
+            st.info("Draw a digit on the black square to see what the model thinks it is.", icon=":material/draw:")
+    else:
+        probabilities = loaders.predictor(name).predict(image)
+        top = int(np.argmax(probabilities))
+        st.metric("The model sees", class_names[top], help="The class with the highest probability.")
+        st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
+                    f"{class_names[int(np.argsort(probabilities)[-2])]} "
+                    f"({float(np.sort(probabilities)[-2]):.0%}).")
+        st.pyplot(plotting.probability_bars(probabilities, class_names, title="Probability of each class"), dpi=130)
+
+if steps is not None:
+    st.subheader("What the model sees")
+    st.caption(
+        "MNIST digits were cropped, scaled to fit a 20×20 box and centred by their centre of mass in 28×28 "
+        "pixels. Your drawing goes through the same steps, so the model gets what it was trained on."
+    )
+    seen_col, steps_col = st.columns([1, 4], vertical_alignment="center")
+    seen_col.image(images.enlarge(steps.final, 168), caption="28×28 input", output_format="PNG")
+    steps_col.pyplot(plotting.preprocess_steps(steps), dpi=130)

@@ -1,0 +1,97 @@
+"""Evaluate: the active model on the 10,000 test images — accuracy, per class, confusion, and its mistakes."""
+
+import numpy as np
+import streamlit as st
+
+from cnn_core import evaluation
+from ui import figures, images, loaders
+from ui import state as app_state
+from ui.components import model_picker
+from ui.errors import shown_as_error
+from ui.text import class_label
+
+SHOWN = 20
+
+state = app_state.get()
+
+st.title("Evaluate")
+st.caption("How well does the model do on test images it never saw while training, and where does it go wrong?")
+
+name = model_picker.show("eval-model")
+card = model_picker.card(name)
+data = loaders.dataset(card.dataset)
+names = data.class_names
+
+if name not in state.evaluations:
+    with shown_as_error():
+        predictor = loaders.predictor(name)
+        total = len(data.x_test)
+        bar = st.progress(0.0, text=f"Classifying the {total:,} test images…")
+        counted = [0]
+
+        def predict_batch(batch: np.ndarray) -> np.ndarray:
+            probabilities = predictor.predict_batch(batch)
+            counted[0] += len(batch)
+            bar.progress(counted[0] / total, text=f"Classifying the test images… {counted[0]:,} of {total:,}")
+            return probabilities
+
+        state.evaluations[name] = evaluation.evaluate(predict_batch, data)
+        bar.empty()
+result = state.evaluations[name]
+
+
+
+def show_images(indices: np.ndarray) -> None:
+    """Test images captioned 'true → predicted (confidence)'."""
+    st.image(
+        [images.enlarge(data.x_test[i], 84) for i in indices],
+        caption=[f"{names[result.labels[i]]} → {names[result.predictions[i]]} ({result.confidences[i]:.0%})"
+                 for i in indices],
+        width=104, output_format="PNG",
+    )
+
+
+wrong = int(np.sum(result.predictions != result.labels))
+accuracy_col, wrong_col, worst_col = st.columns(3)
+accuracy_col.metric("Test accuracy", f"{result.accuracy:.2%}")
+wrong_col.metric("Mistakes", f"{wrong:,} of {len(result.labels):,}")
+worst = int(np.nanargmin(result.per_class_accuracy))
+worst_col.metric("Hardest class", names[worst], f"{result.per_class_accuracy[worst]:.1%} right", delta_color="off")
+
+matrix_col, classes_col = st.columns([3, 2], gap="large")
+with matrix_col:
+    st.subheader("Confusion matrix")
+    figures.show("confusion_matrix", result.confusion, names)
+    st.caption("Rows are the true class, columns the model's answer. Everything off the diagonal is a mistake.")
+with classes_col:
+    st.subheader("Accuracy per class")
+    st.bar_chart(
+        {"class": [class_label(names, i) for i in range(len(names))], "accuracy": result.per_class_accuracy},
+        x="class", y="accuracy", height=360, sort=False,
+    )
+
+st.subheader("Look at one cell")
+off_diagonal = result.confusion.copy()
+np.fill_diagonal(off_diagonal, 0)
+common_true, common_predicted = np.unravel_index(int(off_diagonal.argmax()), off_diagonal.shape)
+true_col, predicted_col = st.columns(2)
+true_class = true_col.selectbox("True class", range(len(names)), int(common_true), key=f"eval-{name}-true",
+                                format_func=lambda i: class_label(names, i))
+predicted_class = predicted_col.selectbox("Predicted as", range(len(names)), int(common_predicted),
+                                          key=f"eval-{name}-predicted", format_func=lambda i: class_label(names, i))
+indices = evaluation.mistakes(result, int(true_class), int(predicted_class))
+kind = "correct answers" if true_class == predicted_class else "mistakes"
+if len(indices) == 0:
+    st.info(f"No test image of {names[true_class]} was classified as {names[predicted_class]}.")
+else:
+    shown = indices[:SHOWN]
+    st.caption(f"{len(indices):,} {kind}; the {len(shown)} the model was surest about:")
+    show_images(shown)
+
+st.subheader("The most confident mistakes")
+st.caption("Wrong, and sure of it. Some are the model's fault; some test labels are arguable.")
+confident = evaluation.most_confident_mistakes(result, SHOWN)
+if len(confident):
+    show_images(confident)
+else:
+    st.success("No mistakes at all.")

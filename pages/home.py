@@ -1,0 +1,53 @@
+"""Home: what the app is, where to start, and which model the other pages use."""
+
+import streamlit as st
+
+from ui import state as app_state
+from ui.components import model_picker
+
+state = app_state.get()
+
+st.title("How a convolutional network sees")
+st.markdown(
+    "A convolutional neural network (CNN) reads an image through small filters that slide over it, "
+    "keeps the strongest answers, and repeats — edges become strokes, strokes become digits. "
+    "This app lets you **watch every step** on handwritten digits (MNIST) and clothing (Fashion-MNIST)."
+)
+
+card = model_picker.card(state.active_model)
+with st.container(border=True):
+    st.markdown("**Active model** — the one the Draw, Feature maps and Evaluate pages use")
+    name_col, data_col, accuracy_col = st.columns([2, 1, 1], vertical_alignment="center")
+    name_col.subheader(card.name, anchor=False)
+    data_col.metric("Dataset", card.dataset_title)
+    accuracy_col.metric("Test accuracy", card.accuracy_text)
+    st.caption(
+        "Change it with the model picker on the Draw, Feature maps or Evaluate page; a model you train "
+        "on the Train page becomes the active model when it finishes."
+    )
+
+st.subheader("Where to start")
+left, middle, right = st.columns(3)
+with left, st.container(border=True):
+    st.markdown("**1 · See**")
+    st.markdown("Draw a digit and watch the model's guess change with every stroke, then look inside it.")
+    st.page_link("pages/draw.py", label="Draw a digit", icon=":material/draw:")
+    st.page_link("pages/feature_maps.py", label="Feature maps", icon=":material/layers:")
+with middle, st.container(border=True):
+    st.markdown("**2 · Train**")
+    st.markdown("Build a small CNN layer by layer, train it with live curves, and check where it fails.")
+    st.page_link("pages/train.py", label="Train a CNN", icon=":material/model_training:")
+    st.page_link("pages/evaluate.py", label="Evaluate", icon=":material/analytics:")
+    st.page_link("pages/runs.py", label="Compare runs", icon=":material/stacked_line_chart:")
+with right, st.container(border=True):
+    st.markdown("**3 · Explore**")
+    st.markdown("Slide a 3×3 filter over an image by hand, and browse the two datasets.")
+    st.page_link("pages/playground.py", label="Convolution playground", icon=":material/tune:")
+    st.page_link("pages/datasets.py", label="Datasets", icon=":material/dataset:")
+
+with st.container(border=True):
+    st.markdown("**Workshop** — self-checking exercises from the classic Keras tutorials.")
+    st.page_link("pages/exercises.py", label="Exercises", icon=":material/school:")
+
+if state.models:
+    st.caption(f"Models you made this session: {', '.join(state.models)}.")

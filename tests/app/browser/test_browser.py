@@ -1,0 +1,104 @@
+"""The app in a real browser: every page opens cleanly, a drawn digit is recognised, training runs live."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from cnn_core import persistence
+from tests.app.browser.conftest import screenshot, wait_until_idle
+
+pytestmark = pytest.mark.browser
+
+PAGES = ["", "draw", "feature_maps", "train", "evaluate", "runs", "playground", "datasets", "exercises"]
+needs_default_models = pytest.mark.skipif(
+    not (persistence.MODELS_DIR / "default_mnist.keras").exists(),
+    reason="the default models are missing; create them with `make models`",
+)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_opens_without_an_exception(page, path):
+    if path in ("draw", "feature_maps", "evaluate") and not (persistence.MODELS_DIR / "default_mnist.keras").exists():
+        pytest.skip("the default models are missing; create them with `make models`")
+    page.goto(f"/{path}")
+    wait_until_idle(page)
+    screenshot(page, path or "home")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
+
+
+def draw_stroke(page, canvas, points, steps_between: int = 12) -> None:
+    """Press the mouse at the first point, move through the others in small steps, release."""
+    box = canvas.bounding_box()
+    scale = box["width"] / 280
+
+    def at(point):
+        return box["x"] + point[0] * scale, box["y"] + point[1] * scale
+
+    page.mouse.move(*at(points[0]))
+    page.mouse.down()
+    for start, end in zip(points, points[1:], strict=False):
+        for step in range(1, steps_between + 1):
+            t = step / steps_between
+            page.mouse.move(*at((start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)))
+    page.mouse.up()
+
+
+@needs_default_models
+@pytest.mark.parametrize(("digit", "strokes"), [
+    ("1", [[(140, 40), (138, 240)]]),
+    ("7", [[(70, 50), (210, 50), (120, 240)]]),
+])
+def test_a_drawn_digit_is_recognised(page, digit, strokes):
+    page.goto("/draw")
+    wait_until_idle(page)
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    for stroke in strokes:
+        draw_stroke(page, canvas, stroke)
+    prediction = page.locator('[data-testid="stMetricValue"]')
+    prediction.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert prediction.first.inner_text().strip() == digit
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, f"draw-{digit}")
+
+
+def progress_step(page) -> int | None:
+    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    match = re.search(r"step (\d+) of", text)
+    return int(match.group(1)) if match else None
+
+
+def test_training_shows_live_curves_and_stops(page):
+    page.goto("/train")
+    wait_until_idle(page)
+    page.get_by_text("Train on a subset").click()
+    wait_until_idle(page)
+    images = page.get_by_label("Training images")
+    images.fill("4000")
+    images.press("Enter")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("3")
+    epochs.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start training").click()
+
+    page.locator('[data-testid="stProgress"]').get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=90_000)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=30_000)
+    first = progress_step(page)
+    deadline = time.monotonic() + 30
+    while progress_step(page) == first and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # The fragment redraws the progress (and the curves) while the script is otherwise idle.
+    assert progress_step(page) != first
+    screenshot(page, "train-running")
+
+    page.get_by_role("button", name="Stop training").click()
+    page.get_by_text(re.compile("Stopped (during|after) epoch")).wait_for(timeout=90_000)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "train-stopped")

@@ -1,0 +1,51 @@
+"""The workshop page: the kernel exercise checks the nine numbers; training exercises load locked setups."""
+
+from __future__ import annotations
+
+from cnn_core import exercises
+from tests.app.conftest import texts
+
+KERNEL_KEY = "exercise-vertical_edge_kernel"
+ZERO = "all zeros (build your own)"
+
+
+def set_kernel(at, values):
+    for row in range(3):
+        for col in range(3):
+            at.number_input(key=f"{KERNEL_KEY}-{ZERO}-{row}{col}").set_value(float(values[row][col]))
+    return at.run()
+
+
+def test_a_vertical_edge_kernel_passes(open_page):
+    at = open_page("exercises")
+    at.selectbox(key="exercise-pick").set_value("vertical_edge_kernel").run()
+    set_kernel(at, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    at.button(key=f"{KERNEL_KEY}-check").click().run()
+    assert not at.exception
+    assert at.success and at.success[0].value.startswith("Passed!")
+
+
+def test_a_horizontal_edge_kernel_fails_with_advice(open_page):
+    at = open_page("exercises")
+    at.selectbox(key="exercise-pick").set_value("vertical_edge_kernel").run()
+    set_kernel(at, [[-1, -1, -1], [0, 0, 0], [1, 1, 1]])
+    at.button(key=f"{KERNEL_KEY}-check").click().run()
+    assert not at.exception
+    assert at.error and at.error[0].value == "Not yet."
+    assert "✗" in texts(at)
+
+
+def test_a_training_exercise_starts_from_its_setup_with_locked_fields(open_page):
+    at = open_page("exercises")
+    at.selectbox(key="exercise-pick").set_value("single_conv_998").run()
+    at.button(key="exercise-single_conv_998-load").click().run()
+    assert not at.exception
+    state = at.session_state["app_state"]
+    exercise = exercises.get("single_conv_998")
+    assert state.layers == exercise.starting_experiment.model.layers
+    assert state.locked == exercise.locked
+    prefix = f"exercise-single_conv_998-settings-{state.training_generation}"
+    assert at.selectbox(key=f"{prefix}-dataset").disabled
+    assert not at.selectbox(key=f"{prefix}-optimizer").disabled
+    # No run yet, so there is nothing to check.
+    assert at.button(key="exercise-single_conv_998-check").disabled

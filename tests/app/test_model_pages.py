@@ -1,0 +1,96 @@
+"""Pages that use a model: Draw, Feature maps, Evaluate, with the shipped default models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnn_core import persistence
+from tests.app.conftest import drawing, texts
+
+pytestmark = pytest.mark.skipif(
+    not (persistence.MODELS_DIR / "default_mnist.keras").exists()
+    or not (persistence.MODELS_DIR / "default_fashion_mnist.keras").exists(),
+    reason="the default models are missing; create them with `make models`",
+)
+
+
+@pytest.mark.parametrize("digit", ["1", "7"])
+def test_a_drawn_digit_is_recognised(open_page, fake_canvas, digit):
+    fake_canvas.image = drawing(digit)
+    at = open_page("draw")
+    assert not at.exception
+    assert at.metric[0].label == "The model sees"
+    assert at.metric[0].value == digit
+    # The 28×28 image the model saw is kept for the other pages.
+    seen = at.session_state["app_state"].last_drawing
+    assert seen.shape == (28, 28) and seen.max() == pytest.approx(1.0)
+    assert "What the model sees" in texts(at)
+
+
+def test_a_blank_canvas_asks_for_a_drawing(open_page, fake_canvas):
+    fake_canvas.image = np.zeros((280, 280, 4), dtype=np.uint8)
+    fake_canvas.image[..., 3] = 255
+    at = open_page("draw")
+    assert not at.exception
+    assert not at.metric
+    assert "Draw a digit on the black square" in texts(at)
+
+
+def test_clear_gives_a_new_empty_canvas(open_page, fake_canvas):
+    at = open_page("draw")
+    first_key = fake_canvas.keys[-1]
+    at.button(key="draw-clear").click().run()
+    assert fake_canvas.keys[-1] != first_key
+
+
+def test_a_fashion_model_offers_test_images_instead_of_drawing(open_page, fake_canvas):
+    at = open_page("draw")
+    fashion = "Default Fashion-MNIST model"
+    at.selectbox(key="draw-model-Default MNIST model").set_value(fashion).run()
+    assert not at.exception
+    assert at.session_state["app_state"].active_model == fashion
+    assert "recognises clothes" in texts(at)
+    at.selectbox(key="draw-picture-class").set_value(1).run()  # Trouser
+    assert not at.exception
+    assert at.metric[0].value == "Trouser"
+
+
+def test_feature_maps_show_every_spatial_layer_with_its_shape(open_page):
+    at = open_page("feature_maps")
+    assert not at.exception
+    table = at.dataframe[0].value
+    shapes = list(table["output (height × width × channels)"])
+    assert shapes[0].startswith("28 × 28 × ")
+    assert len(shapes) >= 2
+    # One grid per layer, then the filter grids and the journey (all drawn by Matplotlib).
+    assert len(at.get("imgs")) + len(at.image) >= len(shapes)
+
+
+def test_feature_maps_use_the_last_drawing(open_page, fake_canvas):
+    fake_canvas.image = drawing("7")
+    at = open_page("draw")
+    at.switch_page("pages/feature_maps.py").run()
+    at.radio(key="maps-image-source").set_value("My last drawing").run()
+    assert not at.exception
+    assert "Prediction: **7**" in texts(at)
+
+
+def test_evaluate_scores_the_default_model_as_its_metadata_says(open_page):
+    at = open_page("evaluate")
+    assert not at.exception
+    measured = float(at.metric[0].value.rstrip("%")) / 100
+    expected = persistence.load_default("mnist").metrics["test_accuracy"]
+    assert measured == pytest.approx(expected, abs=0.002)
+    state = at.session_state["app_state"]
+    result = state.evaluations["Default MNIST model"]
+    assert result.confusion.sum() == 10_000
+    # Picking a cell lists exactly the images of that confusion-matrix cell.
+    at.selectbox(key="eval-Default MNIST model-true").set_value(4).run()
+    at.selectbox(key="eval-Default MNIST model-predicted").set_value(9).run()
+    count = int(result.confusion[4, 9])
+    assert not at.exception
+    if count:
+        assert f"{count:,} mistakes" in texts(at)
+    else:
+        assert "No test image of 4 was classified as 9" in texts(at)

@@ -1,0 +1,138 @@
+"""The Train page: a small run trains through the queue and lands in the session; Stop stops; bad input explains."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from cnn_core import sharing
+from cnn_core.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from tests.app.conftest import APP, run_until, texts
+
+# A run this small trains in a few seconds on two shared CPU cores.
+SMALL_SUBSET = 600
+
+
+def app_state(at: AppTest):
+    return at.session_state["app_state"]
+
+
+def settings_key(at: AppTest, name: str) -> str:
+    return f"train-settings-{app_state(at).training_generation}-{name}"
+
+
+def configure_small_run(at: AppTest, subset: int = SMALL_SUBSET, epochs: int = 1) -> AppTest:
+    at.checkbox(key=settings_key(at, "use-subset")).check().run()
+    at.number_input(key=settings_key(at, "subset")).set_value(subset).run()
+    at.number_input(key=settings_key(at, "epochs")).set_value(epochs).run()
+    return at
+
+
+def job_ended(at: AppTest) -> bool:
+    job = app_state(at).training_job
+    return job is not None and not job.is_active
+
+
+def test_train_page_shows_the_starting_preset_with_shapes(open_page):
+    at = open_page("train")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["output shape"])[0] == "26 × 26 × 32"
+    assert list(table["parameters"]) == [320, 0, 18496, 0, 73856, 0, 11530]
+    assert "104,202 trainable parameters" in texts(at)
+
+
+def test_a_small_run_trains_and_becomes_the_active_model(open_page):
+    at = configure_small_run(open_page("train"))
+    at.button(key="train-run-start").click().run()
+    job = app_state(at).training_job
+    assert job is not None and job.experiment.training.train_subset == SMALL_SUBSET
+
+    run_until(at, job_ended)
+    at.run()  # the rerun after the job ended collects its result
+    assert not at.exception
+    state = app_state(at)
+    assert job.state == "finished"
+    assert len(state.models) == 1
+    name = next(iter(state.models))
+    assert state.active_model == name
+    assert state.runs[-1].name == name
+    assert 0.0 <= state.runs[-1].test_accuracy <= 1.0
+    assert len(state.runs[-1].history) == 1
+    assert "Finished all 1 epochs" in texts(at)
+    assert at.get("download_button")
+
+    # Another visitor's session does not see this model.
+    other = AppTest.from_file(str(APP), default_timeout=120).run()
+    other.switch_page("pages/train.py").run()
+    assert app_state(other).models == {}
+    assert app_state(other).session_id != state.session_id
+    other.switch_page("pages/home.py").run()
+    assert name not in texts(other)
+
+
+def test_stop_ends_a_run_early(open_page):
+    at = configure_small_run(open_page("train"), subset=20_000, epochs=5)
+    at.button(key="train-run-start").click().run()
+    job = app_state(at).training_job
+    run_until(at, lambda _: job.progress.snapshot().step > 0 or not job.is_active, limit_s=120, pause_s=0.2)
+    at.button(key="train-run-stop").click().run()
+    run_until(at, job_ended)
+    at.run()
+    assert job.state == "stopped"
+    assert job.progress.snapshot().finished.reason == "stopped"
+    assert len(job.progress.snapshot().epoch_history) < 5
+    assert "Stopped" in texts(at)
+
+
+def test_removing_flatten_explains_the_problem_before_training(open_page):
+    at = open_page("train")
+    rows = app_state(at).editor_rows
+    flatten = next(row for row in rows if row.layer.kind == "flatten")
+    at.button(key=f"train-layers-{flatten.uid}-remove").click().run()
+    assert not at.exception
+    errors = " ".join(error.value for error in at.error)
+    assert "add a Flatten or GlobalAvgPool layer before it" in errors
+    assert at.button(key="train-run-start").disabled
+
+
+def test_adding_and_moving_layers_updates_the_table(open_page):
+    at = open_page("train")
+    at.selectbox(key="train-layers-add-kind").set_value("dropout").run()
+    at.button(key="train-layers-add").click().run()
+    kinds = [row.layer.kind for row in app_state(at).editor_rows]
+    # New layers go just before the softmax head.
+    assert kinds[-2:] == ["dropout", "dense"]
+    dropout = app_state(at).editor_rows[-2]
+    at.button(key=f"train-layers-{dropout.uid}-up").click().run()
+    kinds = [row.layer.kind for row in app_state(at).editor_rows]
+    assert kinds[-3:] == ["dropout", "flatten", "dense"]
+    assert "Dropout 0.25" in list(at.dataframe[0].value["layer"])
+
+
+def test_a_shared_link_loads_with_locked_fields_disabled(fake_canvas):
+    experiment = Experiment(
+        ModelSpec((Flatten(), Dense(32), Dense(10, "softmax")), name="shared_dense"),
+        TrainingConfig(dataset="fashion_mnist", epochs=2, batch_size=32),
+    )
+    params = sharing.to_query_params(experiment, locked={"layers", "dataset"})
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    state = app_state(at)
+    assert state.layers == experiment.model.layers
+    assert state.locked == frozenset({"layers", "dataset"})
+    assert at.selectbox(key=settings_key(at, "dataset")).disabled
+    assert at.selectbox(key=settings_key(at, "dataset")).value == "fashion_mnist"
+    assert not at.selectbox(key=settings_key(at, "optimizer")).disabled
+    assert at.button(key="train-load").disabled
+
+
+def test_a_broken_link_shows_an_error_not_a_traceback(fake_canvas):
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params["cfg"] = "not-a-config"
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert any("could not be loaded" in error.value for error in at.error)

@@ -1,0 +1,82 @@
+"""Pick one 28×28 image to look at: a test image, the last drawing, or an uploaded picture."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from cnn_core import preprocess
+from ui import loaders
+from ui import state as app_state
+from ui.text import class_label
+
+TEST_IMAGE = "A test image"
+DRAWING = "My last drawing"
+UPLOAD = "Upload a picture"
+
+
+@dataclass(frozen=True)
+class PickedImage:
+    image: np.ndarray  # (28, 28) float32 in [0, 1]
+    caption: str
+    label: int | None = None  # the true class, when the image comes from the dataset
+
+
+def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
+    """An uploaded PNG/JPEG as a (28, 28) MNIST-style image; ValueError saying what to change."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > max_bytes:
+        raise ValueError(
+            f"The picture is {len(data) / 1e6:.1f} MB; upload one under {max_bytes / 1e6:.0f} MB."
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            pixels = np.asarray(picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P") else
+                                picture.convert("RGB"))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
+        raise ValueError(f"Could not read that file as a picture ({error}); upload a PNG or JPEG.") from None
+    image = preprocess.image_to_mnist(pixels)
+    if image is None:
+        raise ValueError("The picture looks blank; upload one with a clear dark object on a light background "
+                         "(or light on dark).")
+    return image
+
+
+def dataset_image(key: str, dataset_name: str) -> PickedImage:
+    data = loaders.dataset(dataset_name)
+    names = data.class_names
+    left, right = st.columns(2)
+    label = left.selectbox("Class", range(len(names)), format_func=lambda i: class_label(names, i),
+                           key=f"{key}-class")
+    indices = np.flatnonzero(data.y_test == label)
+    number = right.number_input(f"Example (1–{len(indices)})", 1, len(indices), 1, key=f"{key}-example")
+    index = int(indices[int(number) - 1])
+    return PickedImage(data.x_test[index, ..., 0], f"Test image #{index}: {names[label]}", int(label))
+
+
+def show(key: str, *, dataset_name: str, allow_drawing: bool = True) -> PickedImage | None:
+    """Let the user choose an image; None (with a hint shown) when the chosen source has none yet."""
+    state = app_state.get()
+    sources = [TEST_IMAGE, *([DRAWING] if allow_drawing else []), UPLOAD]
+    source = st.radio("Image", sources, horizontal=True, key=f"{key}-source")
+    if source == TEST_IMAGE:
+        return dataset_image(key, dataset_name)
+    if source == DRAWING:
+        if state.last_drawing is None:
+            st.info("You have not drawn anything yet: draw a digit on the **Draw a digit** page first.")
+            return None
+        return PickedImage(state.last_drawing, "Your last drawing")
+    upload = st.file_uploader("A PNG or JPEG picture", type=["png", "jpg", "jpeg"], key=f"{key}-upload")
+    if upload is None:
+        st.caption("One object on a plain background works best; it is cropped, centred and scaled to 28×28.")
+        return None
+    try:
+        image = decode_upload(upload.getvalue(), loaders.settings().max_image_bytes)
+    except ValueError as error:
+        st.error(str(error))
+        return None
+    return PickedImage(image, f"Your picture ({upload.name})")

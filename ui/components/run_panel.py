@@ -1,0 +1,106 @@
+"""Start a training run through the shared queue, watch it live, and show what it produced.
+
+Used by the Train and Exercises pages. A session has at most one run at a time; the job lives
+in the queue's background thread, so this panel can disappear and come back without harm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import streamlit as st
+
+from cnn_core.specs import Experiment
+from ui import loaders, training_session
+from ui import state as app_state
+from ui.components import live_training
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "model"
+
+
+def _start(experiment: Experiment) -> None:
+    state = app_state.get()
+    try:
+        job = loaders.job_queue().submit(experiment, owner=state.session_id)
+    except ValueError as error:
+        st.session_state["run-panel-error"] = str(error)
+        return
+    state.training_job = job
+    state.last_result_message = None
+
+
+def _save(name: str, key: str) -> None:
+    from cnn_core import persistence
+
+    state = app_state.get()
+    wanted = st.session_state.get(f"{key}-save-name", "").strip()
+    try:
+        if not wanted:
+            raise ValueError("Type a name to save the model under.")
+        renamed = dataclasses.replace(state.models[name], name=wanted)
+        path = persistence.save_bundle(renamed, loaders.settings().models_dir)
+    except ValueError as error:
+        st.session_state[f"{key}-save-message"] = ("error", str(error))
+        return
+    st.session_state[f"{key}-save-message"] = ("success", f"Saved as {path}.")
+
+
+def show_result(key: str) -> None:
+    """The last run's outcome: message, curves, download and save."""
+    state = app_state.get()
+    job = state.training_job
+    if job is None:
+        return
+    if job.state == "failed":
+        st.error(job.error or "Training failed.")
+        return
+    if job.state == "abandoned":
+        st.warning(job.error or "The run was stopped because nobody was watching it.")
+        return
+    name = state.runs[-1].name if state.runs and state.runs[-1].name in state.models else None
+    if state.last_result_message:
+        st.success(state.last_result_message)
+    snapshot = job.progress.snapshot()
+    if snapshot.epoch_history or snapshot.batch_loss:
+        live_training.show_curves(snapshot)
+    if name is None:
+        return
+    bundle = state.models[name]
+    st.markdown(f"The model is now your **active model**: *{name}*. Try it on the Draw or Evaluate page.")
+    download_col, save_col = st.columns(2)
+    with download_col:
+        from cnn_core import persistence
+
+        st.download_button(
+            "Download the model (.keras)", data=lambda: persistence.model_to_bytes(bundle.model),
+            file_name=f"{_file_stem(name)}.keras", mime="application/octet-stream", key=f"{key}-download",
+            on_click="ignore",
+        )
+    with save_col:
+        st.text_input("Save on this server as", value=_file_stem(name), key=f"{key}-save-name")
+        st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
+        message = st.session_state.pop(f"{key}-save-message", None)
+        if message is not None:
+            (st.error if message[0] == "error" else st.success)(message[1])
+
+
+def show(key: str, experiment: Experiment | None) -> None:
+    """The Start button (disabled while `experiment` is invalid), the live view, then the result."""
+    state = app_state.get()
+    job = state.training_job
+    if job is not None and not job.is_active:
+        training_session.collect(state, job)
+    if job is not None and job.is_active:
+        live_training.show(job, key=key)
+        return
+    st.button(
+        "Start training", key=f"{key}-start", type="primary", disabled=experiment is None,
+        on_click=_start, args=(experiment,), help=None if experiment else "Fix the problems above first.",
+    )
+    error = st.session_state.pop("run-panel-error", None)
+    if error:
+        st.error(error)
+    show_result(key)

@@ -1,0 +1,102 @@
+"""Hyper-parameter controls: dataset, optimiser, learning rate, batch size, epochs and stopping rules.
+
+Values start from the session's `editor_training` (a preset, a shared link or an exercise) and are
+written back on every run, so leaving the page and coming back keeps them. Fields named in
+`locked` are shown but disabled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from cnn_core import specs
+from cnn_core.datasets import TITLES
+from cnn_core.settings import Settings
+from cnn_core.specs import OPTIMIZERS, TrainingConfig
+from ui import state as app_state
+
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def _nearest_rate(value: float) -> float:
+    return min(LEARNING_RATES, key=lambda rate: abs(rate - value))
+
+
+def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) -> TrainingConfig | None:
+    """Render the controls; return a validated config, or show what to fix and return None."""
+    state = app_state.get()
+    current = state.editor_training
+    # Keys carry a generation so a preset, link or exercise that replaces the config resets the widgets.
+    prefix = f"{key}-{state.training_generation}"
+
+    def is_locked(name: str) -> bool:
+        return name in locked
+
+    left, middle, right = st.columns(3)
+    dataset = left.selectbox(
+        "Dataset", specs.DATASETS, specs.DATASETS.index(current.dataset), format_func=TITLES.get,
+        key=f"{prefix}-dataset", disabled=is_locked("dataset"),
+    )
+    optimizer = left.selectbox(
+        "Optimizer", OPTIMIZERS, OPTIMIZERS.index(current.optimizer), key=f"{prefix}-optimizer",
+        disabled=is_locked("optimizer"),
+        help="adam adapts the step size per weight and is the usual first choice.",
+    )
+    learning_rate = left.select_slider(
+        "Learning rate", LEARNING_RATES, _nearest_rate(current.learning_rate), key=f"{prefix}-lr",
+        format_func=lambda rate: f"{rate:g}", disabled=is_locked("learning_rate"),
+        help="How big each weight update is. Too high: the loss jumps around. Too low: it barely moves.",
+    )
+    epochs = middle.number_input(
+        "Epochs", 1, settings.max_epochs, min(current.epochs, settings.max_epochs), key=f"{prefix}-epochs",
+        disabled=is_locked("epochs"), help=f"Passes over the training images (at most {settings.max_epochs} here).",
+    )
+    batch_size = middle.select_slider(
+        "Batch size", (16, 32, 64, 128, 256, 512), current.batch_size if current.batch_size in
+        (16, 32, 64, 128, 256, 512) else 64, key=f"{prefix}-batch", disabled=is_locked("batch_size"),
+        help="Images per weight update.",
+    )
+    validation_split = middle.slider(
+        "Validation split", 0.0, 0.5, float(current.validation_split), step=0.05, key=f"{prefix}-val",
+        disabled=is_locked("validation_split"),
+        help="The share of training images held back to watch for overfitting.",
+    )
+    use_subset = right.checkbox(
+        "Train on a subset", current.train_subset is not None, key=f"{prefix}-use-subset",
+        disabled=is_locked("train_subset"), help="A few thousand images train in seconds: good for trying ideas.",
+    )
+    train_subset = None
+    if use_subset:
+        subset_default = min(current.train_subset or 5_000, settings.max_train_size)
+        train_subset = int(right.number_input(
+            "Training images", 100, settings.max_train_size, subset_default, step=500, key=f"{prefix}-subset",
+            disabled=is_locked("train_subset"),
+        ))
+    use_target = right.checkbox(
+        "Stop at a target accuracy", current.target_accuracy is not None, key=f"{prefix}-use-target",
+        disabled=is_locked("target_accuracy"),
+    )
+    target_accuracy = None
+    if use_target:
+        target_accuracy = float(right.number_input(
+            "Target training accuracy", 0.5, 1.0, float(current.target_accuracy or 0.99), step=0.005,
+            format="%.3f", key=f"{prefix}-target", disabled=is_locked("target_accuracy"),
+        ))
+    restore_best = right.checkbox(
+        "Keep the best validation epoch", current.restore_best, key=f"{prefix}-restore",
+        disabled=is_locked("restore_best"),
+    )
+    config = dataclasses.replace(
+        current, dataset=dataset, optimizer=optimizer, learning_rate=float(learning_rate), epochs=int(epochs),
+        batch_size=int(batch_size), validation_split=round(float(validation_split), 2), train_subset=train_subset,
+        target_accuracy=target_accuracy, restore_best=restore_best,
+    )
+    state.editor_training = config
+    try:
+        specs.validate_training(config, max_epochs=settings.max_epochs, max_train_size=settings.max_train_size)
+    except ValueError as error:
+        st.error(str(error))
+        return None
+    return config

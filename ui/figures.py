@@ -1,0 +1,27 @@
+"""cnn_core.plotting figures rendered to PNG once and cached, for figures a page redraws often.
+
+Rendering a small Matplotlib figure costs about 0.2 s here; a slider that walks over a grid asks
+for the same few figures again and again, so they are drawn once per distinct input.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import streamlit as st
+
+from cnn_core import plotting
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def png(plot: str, *args: Any, **kwargs: Any) -> bytes:
+    """`plotting.<plot>(*args, **kwargs)` as PNG bytes (hashable arguments: arrays, numbers, text)."""
+    figure = getattr(plotting, plot)(*args, **kwargs)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def show(plot: str, *args: Any, **kwargs: Any) -> None:
+    st.image(png(plot, *args, **kwargs), width="stretch")

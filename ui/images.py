@@ -1,0 +1,60 @@
+"""Small arrays as crisp pictures for st.image: scaled to 0–255 and enlarged with hard pixel edges.
+
+Browsers smooth a 28×28 image stretched to 200 pixels into a blur; enlarging it here by
+repeating pixels keeps every pixel a visible square, which is the point when teaching.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_uint8(array: np.ndarray, *, signed: bool = False) -> np.ndarray:
+    """Map values to 0–255: [0, 1] as is, or (signed) the array's own range, with 0 mid-grey."""
+    values = np.asarray(array, dtype=np.float64)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    if signed:
+        limit = float(np.abs(values).max())
+        values = 0.5 + values / (2 * limit) if limit > 0 else np.full_like(values, 0.5)
+    else:
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 1:
+            values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
+
+
+def enlarge(array: np.ndarray, size: int = 196, *, signed: bool = False) -> np.ndarray:
+    """An (H, W) array as a uint8 picture about `size` pixels wide, each value a square block."""
+    pixels = to_uint8(array, signed=signed)
+    factor = max(1, size // max(pixels.shape[:2]))
+    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+
+
+def mosaic(activations: np.ndarray, *, max_channels: int, columns: int = 8, tile: int = 72,
+           gap: int = 4) -> np.ndarray:
+    """One layer's channels (H, W, C) as a grid of coloured tiles on one shared scale (viridis).
+
+    Drawing dozens of Matplotlib axes takes seconds; this takes milliseconds, which matters on a
+    page that redraws every layer whenever the image changes.
+    """
+    from matplotlib import colormaps
+
+    values = np.asarray(activations, dtype=np.float64)
+    if values.ndim != 3:
+        raise ValueError(f"Feature maps must be (height, width, channels), got shape {values.shape}.")
+    count = min(values.shape[2], max_channels)
+    low, high = float(values[..., :count].min()), float(values[..., :count].max())
+    scaled = (values[..., :count] - low) / (high - low) if high > low else np.zeros_like(values[..., :count])
+    factor = max(1, tile // max(values.shape[:2]))
+    size_h, size_w = values.shape[0] * factor, values.shape[1] * factor
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    canvas = np.full((rows * (size_h + gap) - gap, columns * (size_w + gap) - gap, 3), 255, dtype=np.uint8)
+    colours = (colormaps["viridis"](scaled)[..., :3] * 255).astype(np.uint8)
+    for channel in range(count):
+        row, col = divmod(channel, columns)
+        block = np.repeat(np.repeat(colours[:, :, channel], factor, axis=0), factor, axis=1)
+        top, left = row * (size_h + gap), col * (size_w + gap)
+        canvas[top : top + size_h, left : left + size_w] = block
+    return canvas

@@ -1,0 +1,141 @@
+"""Cached loaders for the read-only things every session shares: settings, data, default models, the queue.
+
+Only read-only objects are cached across sessions here. A session's own models and their
+predictors live in its `AppState`. TensorFlow is imported inside the functions that need it, so
+pages without a model (home, playground, datasets) start without paying for it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from cnn_core import datasets
+from cnn_core.settings import Settings, load_settings
+from ui import state as app_state
+
+if TYPE_CHECKING:
+    from cnn_core.activations import FeatureExtractor
+    from cnn_core.inference import Predictor
+    from cnn_core.jobs import JobQueue
+    from cnn_core.persistence import ModelBundle
+
+
+def _secrets() -> dict:
+    # A missing secrets.toml is normal (local use); only read the file when there is one.
+    if st.secrets.load_if_toml_exists():
+        return dict(st.secrets)
+    return {}
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    return load_settings(os.environ, _secrets())
+
+
+@st.cache_resource(show_spinner="Loading the dataset…")
+def dataset(name: str) -> datasets.Dataset:
+    return datasets.load(name)
+
+
+@st.cache_resource(show_spinner=False)
+def job_queue() -> JobQueue:
+    from cnn_core import jobs
+
+    return jobs.get_queue(settings())
+
+
+@st.cache_resource(show_spinner="Loading the default model…")
+def default_bundle(dataset_name: str) -> ModelBundle:
+    from cnn_core import persistence
+
+    return persistence.load_default(dataset_name)
+
+
+@st.cache_resource(show_spinner=False)
+def _default_predictor(dataset_name: str) -> Predictor:
+    from cnn_core.inference import Predictor
+
+    return Predictor(default_bundle(dataset_name).model)
+
+
+def bundle(name: str) -> ModelBundle:
+    """A model by name: a shared default or one of this session's own."""
+    state = app_state.get()
+    default = app_state.default_dataset_of(name)
+    if default is not None:
+        return default_bundle(default)
+    if name not in state.models:
+        raise ValueError(f"There is no model called {name!r} in this session; pick another one.")
+    return state.models[name]
+
+
+def predictor(name: str) -> Predictor:
+    """The predictor for a model; defaults share one per process, session models keep theirs in the state."""
+    default = app_state.default_dataset_of(name)
+    if default is not None:
+        return _default_predictor(default)
+    state = app_state.get()
+    if name not in state.predictors:
+        from cnn_core.inference import Predictor
+
+        state.predictors[name] = Predictor(bundle(name).model)
+    return state.predictors[name]
+
+
+@st.cache_resource(show_spinner=False)
+def _default_extractor(dataset_name: str) -> FeatureExtractor:
+    from cnn_core.activations import FeatureExtractor
+
+    return FeatureExtractor(default_bundle(dataset_name).model)
+
+
+def feature_extractor(name: str) -> FeatureExtractor:
+    """The feature-map extractor for a model, built once: shared for defaults, per session otherwise."""
+    default = app_state.default_dataset_of(name)
+    if default is not None:
+        return _default_extractor(default)
+    state = app_state.get()
+    if name not in state.extractors:
+        from cnn_core.activations import FeatureExtractor
+
+        state.extractors[name] = FeatureExtractor(bundle(name).model)
+    return state.extractors[name]
+
+
+# Cached briefly rather than forever: `make models` may write the file while the server runs.
+@st.cache_data(show_spinner=False, ttl=60)
+def default_metadata(dataset_name: str) -> dict:
+    """The shipped model's metrics from its .json, read without loading the model (or TensorFlow)."""
+    from cnn_core import persistence
+
+    path = persistence.MODELS_DIR / f"default_{dataset_name}.json"
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    metrics = description.get("metrics") if isinstance(description, dict) else None
+    return dict(metrics) if isinstance(metrics, dict) else {}
+
+
+@st.cache_data(show_spinner="Drawing the dataset summary…", max_entries=16)
+def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
+    """The class-balance or mean-image figure of a dataset part as PNG bytes, drawn once per process."""
+    from cnn_core import plotting
+
+    data = dataset(dataset_name)
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    title = f"{data.title}, {split}"
+    if kind == "balance":
+        figure = plotting.class_balance(y, data.class_names, title=f"{title}: images per class")
+    elif kind == "means":
+        figure = plotting.mean_images(x, y, data.class_names, title=f"{title}: the average image of each class")
+    else:
+        raise ValueError(f"Unknown summary {kind!r}; use 'balance' or 'means'.")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    return buffer.getvalue()

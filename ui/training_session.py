@@ -1,0 +1,80 @@
+"""Turn a finished training job into session data: a model to use, a run to compare, once per job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnn_core import specs
+from cnn_core.datasets import TITLES
+from ui.state import AppState, RunRecord
+
+if TYPE_CHECKING:
+    from cnn_core.jobs import TrainingJob
+    from cnn_core.training import TrainingResult
+
+FINISHED_STATES = ("finished", "stopped")
+
+
+def run_settings(training: specs.TrainingConfig) -> dict:
+    """The settings worth a column in the comparison table."""
+    return {
+        "optimizer": training.optimizer,
+        "learning rate": training.learning_rate,
+        "batch size": training.batch_size,
+        "epochs": training.epochs,
+        "validation split": training.validation_split,
+        "training images": training.train_subset or "all",
+        "target accuracy": training.target_accuracy,
+    }
+
+
+def model_name(state: AppState, result: TrainingResult) -> str:
+    experiment = result.experiment
+    dataset = TITLES[experiment.training.dataset]
+    stopped = ", stopped early" if result.stopped_reason == "stopped" else ""
+    return state.unique_model_name(f"{experiment.model.name} on {dataset} ({result.test_accuracy:.1%}{stopped})")
+
+
+def collect(state: AppState, job: TrainingJob) -> str | None:
+    """Add a finished job's model to the session (made active) and record the run; returns the model name.
+
+    Safe to call on every rerun: a job is collected once, later calls return None.
+    """
+    if job.id in state.collected_jobs or job.state not in FINISHED_STATES:
+        return None
+    result = job.take_result()
+    state.collected_jobs.add(job.id)
+    if result is None:
+        return None
+    from cnn_core.persistence import ModelBundle
+
+    name = model_name(state, result)
+    metrics = {
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "epochs_completed": sum(1 for row in result.history if row.get("complete", True)),
+        "seconds": result.seconds,
+        "stopped_reason": result.stopped_reason,
+    }
+    state.models[name] = ModelBundle(
+        model=result.model, experiment=result.experiment, metrics=metrics, name=name, source="trained"
+    )
+    state.active_model = name
+    experiment = result.experiment
+    state.runs.append(
+        RunRecord(
+            name=name,
+            experiment=experiment,
+            dataset=experiment.training.dataset,
+            architecture=" → ".join(specs.describe(layer) for layer in experiment.model.layers),
+            params=specs.count_params(experiment.model, max_params=10**12),
+            settings=run_settings(experiment.training),
+            history=[dict(row) for row in result.history],
+            test_accuracy=result.test_accuracy,
+            test_loss=result.test_loss,
+            seconds=result.seconds,
+            stopped_reason=result.stopped_reason,
+        )
+    )
+    state.last_result_message = result.message
+    return name
