@@ -6,10 +6,13 @@ and drops it, as the app does, and records the process's resident memory after e
 Three different architectures alternate, so every job traces new TensorFlow functions.
 
 Modes:
-  threads        nothing between jobs (what cnn_core.jobs does)
-  threads_gc     gc.collect() after each job
-  clear_session  gc.collect() + keras.backend.clear_session() after each job
-  parallel2      two jobs at a time (max_concurrent_jobs=2), nothing between them
+  threads         the thread runner, nothing between jobs
+  clear_session   the thread runner, gc.collect() + keras.backend.clear_session() after each job
+  main_thread     training.train called directly in the main thread: no threads at all
+  threads_arena2  the thread runner with MALLOC_ARENA_MAX=2 (rules out per-thread malloc arenas)
+  parallel2       the thread runner, two jobs at a time
+  process         the process runner (worker replaced every JOBS_PER_WORKER jobs); RSS is the
+                  server's, and the worker's RSS is listed separately
 
 RSS "plateaus" when the growth over the second half of the jobs stays under
 PLATEAU_MIB_PER_JOB per job. The cost of the alternative, a worker process per job, is measured
@@ -27,8 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("threads", "threads_gc", "clear_session", "parallel2", "main_thread", "threads_arena2")
+MODES = ("threads", "clear_session", "main_thread", "threads_arena2", "parallel2", "process")
 PLATEAU_MIB_PER_JOB = 2.0
+# Small enough that the full run shows a worker being replaced and its memory coming back.
+JOBS_PER_WORKER = 6
 
 
 def _experiments(train_subset: int):
@@ -54,10 +59,14 @@ def _experiments(train_subset: int):
     return [Experiment(ModelSpec(layers, name=f"bench_{i}"), config) for i, layers in enumerate(stacks)]
 
 
-def _rss_mib() -> float:
+def _rss_mib(pid: int | None = None) -> float:
     import psutil
 
-    return psutil.Process().memory_info().rss / 2**20
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        # A worker that was just recycled has no memory left to count.
+        return 0.0
 
 
 def worker(mode: str, jobs: int, train_subset: int) -> dict:
@@ -75,9 +84,14 @@ def worker(mode: str, jobs: int, train_subset: int) -> dict:
     if mode == "main_thread":
         return _worker_main_thread(experiments, jobs)
     parallel = 2 if mode == "parallel2" else 1
-    queue = JobQueue(Settings(max_concurrent_jobs=parallel, max_queued_jobs=parallel, abandon_after_s=600))
+    runner = "process" if mode == "process" else "thread"
+    queue = JobQueue(
+        Settings(max_concurrent_jobs=parallel, max_queued_jobs=parallel, abandon_after_s=600, job_runner=runner,
+                 jobs_per_worker=JOBS_PER_WORKER)
+    )
     start_rss = _rss_mib()
     rss: list[float] = []
+    worker_rss: list[float] = []
     seconds: list[float] = []
     for first in range(0, jobs, parallel):
         begun = time.perf_counter()
@@ -90,15 +104,19 @@ def worker(mode: str, jobs: int, train_subset: int) -> dict:
                 raise RuntimeError(f"{job} ended {job.state}: {job.error}")
             result = job.take_result()
             del result
+            # A worker replaced after this job has already exited: nothing to measure.
+            if job.worker_pid is not None and _rss_mib(job.worker_pid) > 0:
+                worker_rss.append(_rss_mib(job.worker_pid))
         del batch, job
-        if mode in ("threads_gc", "clear_session"):
-            gc.collect()
         if mode == "clear_session":
+            gc.collect()
             keras.backend.clear_session()
         seconds.append(time.perf_counter() - begun)
         rss.extend([_rss_mib()] * parallel)
     queue.shutdown()
-    return {"start_rss_mib": start_rss, "rss_mib": rss[:jobs], "seconds_per_round": seconds}
+    return {
+        "start_rss_mib": start_rss, "rss_mib": rss[:jobs], "seconds_per_round": seconds, "worker_rss_mib": worker_rss
+    }
 
 
 def _worker_main_thread(experiments, jobs: int) -> dict:
@@ -114,7 +132,7 @@ def _worker_main_thread(experiments, jobs: int) -> dict:
         del result
         seconds.append(time.perf_counter() - begun)
         rss.append(_rss_mib())
-    return {"start_rss_mib": start_rss, "rss_mib": rss, "seconds_per_round": seconds}
+    return {"start_rss_mib": start_rss, "rss_mib": rss, "seconds_per_round": seconds, "worker_rss_mib": []}
 
 
 def _process_start_seconds() -> float:
@@ -171,7 +189,11 @@ def run(quick: bool) -> dict:
         result[f"{mode} rss before first job (MiB)"] = round(measured["start_rss_mib"])
         result[f"{mode} growth first→last job (MiB)"] = round(rss[-1] - rss[0], 1)
         result[f"{mode} second-half slope (MiB/job)"] = round(slope, 2)
-        result[f"{mode} mean seconds per round"] = round(sum(measured["seconds_per_round"]) / len(measured["seconds_per_round"]), 2)
+        result[f"{mode} mean seconds per round"] = round(
+            sum(measured["seconds_per_round"]) / len(measured["seconds_per_round"]), 2
+        )
+        if measured["worker_rss_mib"]:
+            result[f"{mode} worker rss after each job (MiB)"] = [round(v) for v in measured["worker_rss_mib"]]
         result["summary"].append(
             {
                 "what": f"RSS growth per job, second half of {jobs} jobs ({mode})",

@@ -1,34 +1,56 @@
 """Training runs as background jobs shared fairly between the sessions of one server.
 
 A `JobQueue` runs at most `settings.max_concurrent_jobs` trainings at once (one per core by
-default), each in its own daemon thread calling `training.train` with a stop Event; further
-runs wait first-in first-out and know their place in line. Every submission is checked against
+default), each watched by its own daemon thread, which calls `training.train` with a stop Event
+itself or relays between the job and a worker process; further runs wait first-in first-out
+and know their place in line. Every submission is checked against
 the server's caps before it costs anything, and each session (an ``owner``) may have only one
 run queued or running. The UI calls `TrainingJob.heartbeat()` on every rerun; a run whose owner
 has been silent for `settings.abandon_after_s` (a closed tab) is stopped, and finished runs
 give up their model after `settings.result_ttl_s` or once the owner has taken it.
 
-Threads, not worker processes — decided by measurement (bench/memory_jobs.py, 2-core Linux box,
-TensorFlow 2.21 / Keras 3.15, small convnets on 2,000 MNIST images): process RSS grows while the
-first runs warm TensorFlow up and then plateaus: after 12 jobs in a row the last six differ by
-less than 6 MiB and the whole run adds ~1 MiB per job, with no `clear_session` and no
-`gc.collect` between jobs. See BENCHMARKS.md (`make bench`) for the current figures. A process
-per job would cost a TensorFlow import (~2.5 s) and a copy of the dataset per run, and the
-model would have to be serialised back to the server. Keras 3 keeps its global state (layer
-name counters, the functional-API scope) in a ``threading.local``, so every job thread starts
-with a fresh state that is freed when the thread ends. `keras.backend.clear_session()` is
-never called: it replaces that thread-local for every thread and clears TensorFlow's shared
-kernel cache, which would disturb the other sessions' runs in the middle of a step.
+Two runners, chosen by `settings.job_runner`; the choice was made by measurement
+(bench/memory_jobs.py, 2-core Linux VM, TensorFlow 2.21 / Keras 3.15, small convnets, one epoch
+on 500-2,000 MNIST images, RSS of the server process after each job):
+
+* Training in the server process leaks about 5-8 MiB per run, whatever we do: 36 runs in job
+  threads grew RSS by 290 MiB, 36 runs in the main thread (no threads at all) by 360 MiB,
+  and neither ``gc.collect()``, ``keras.backend.clear_session()``, ``malloc_trim(0)``,
+  ``jit_compile=False`` nor ``MALLOC_ARENA_MAX=2`` changed the slope. A bare ``model.fit`` on
+  NumPy arrays leaks 4.6 MiB per new model, ``train_on_batch`` too; ``run_eagerly=True`` does
+  not leak but fits 2-2.3× slower. The memory goes with each model's traced ``tf.function``
+  (the upstream issue keras-team/keras#17458). Threads themselves add nothing.
+* ``process`` (the host default): each run trains in a worker process started with "spawn",
+  reused for `settings.jobs_per_worker` runs and then replaced, so the leak is returned to the
+  system. 16 runs grew the server by 13 MiB in all (loading each trained model back), while a
+  worker's RSS went from ~1,030 to ~1,140 MiB before it was replaced. The price: a worker's
+  first run waits for it to import TensorFlow and load the data (4-13 s on this shared box;
+  `prewarm()` hides it), each worker holds its own runtime and dataset (~1.1 GiB; idle workers exit after
+  WORKER_IDLE_S), and the model travels back as .keras bytes. A worker killed for memory
+  fails its run with a message instead of taking the whole server down.
+* ``thread`` (the local default): one learner, a few dozen runs, no start-up wait; the leak
+  is a few hundred MiB per session at worst.
+
+Keras 3 keeps its global state (layer name counters, the functional-API scope) in a
+``threading.local``, so every job thread starts with a fresh state that is freed when the
+thread ends. `keras.backend.clear_session()` is never called: it replaces that thread-local for
+every thread and clears TensorFlow's shared kernel cache, which would disturb the other
+sessions' runs in the middle of a step, and the measurement shows it frees nothing anyway.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
+import multiprocessing
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cnn_core import datasets, specs, training
@@ -73,6 +95,8 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         # Checked and loaded at submit time; handed to the training thread, then let go.
         self._dataset: Dataset | None = None
+        # The worker process that trains this job (process runner only).
+        self.worker_pid: int | None = None
 
     def __repr__(self) -> str:
         return f"TrainingJob(id={self.id!r}, owner={self.owner!r}, state={self.state!r})"
@@ -123,7 +147,26 @@ def _error_summary(exc: BaseException) -> str:
     return summary
 
 
+class WorkerCrashed(RuntimeError):
+    """The worker process died mid-run (killed for memory, a crash in native code)."""
+
+    def __init__(self, exit_code: int | None):
+        super().__init__(f"exit code {exit_code}")
+        self.exit_code = exit_code
+
+
+class _WorkerError(Exception):
+    """A run that failed inside a worker; the message was already written for the learner there."""
+
+
 def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, _WorkerError):
+        return str(exc)
+    if isinstance(exc, WorkerCrashed):
+        return (
+            f"The training process stopped unexpectedly ({exc}); the server may have run out of memory. "
+            "Try a smaller model, batch size or training subset."
+        )
     if isinstance(exc, ValueError):
         # ValueErrors are written for learners throughout cnn_core.
         return str(exc)
@@ -139,7 +182,9 @@ class JobQueue:
     """Runs training jobs: at most `max_concurrent_jobs` at once, the rest first-in first-out.
 
     `dataset_loader` and `train` are the real `datasets.load` and `training.train` unless a
-    test passes small stand-ins. `watchdog_interval` defaults to a quarter of the shorter of
+    test passes small stand-ins; `train` is what the thread runner calls, while a worker process
+    always runs `training.train` (and gets the loaded dataset sent over when the loader is not
+    the default one). `watchdog_interval` defaults to a quarter of the shorter of
     `abandon_after_s` and `result_ttl_s`, between 0.05 s and 5 s.
     """
 
@@ -166,6 +211,7 @@ class JobQueue:
             watchdog_interval = min(max(shortest / 4, 0.05), 5.0)
         self._watchdog_interval = watchdog_interval
         self._watchdog: threading.Thread | None = None
+        self._pool = _WorkerPool() if settings.job_runner == "process" else None
 
     # Submitting
 
@@ -253,19 +299,65 @@ class JobQueue:
         error: str | None = None
         try:
             dataset, job._dataset = job._dataset, None
-            result = self._train(
-                job.experiment,
-                stop_event=job._stop_event,
-                listeners=(job.progress,),
-                dataset=dataset,
-                max_params=self.settings.max_params,
-            )
+            if self._pool is not None:
+                result = self._run_in_worker(job, dataset)
+            else:
+                result = self._train(
+                    job.experiment,
+                    stop_event=job._stop_event,
+                    listeners=(job.progress,),
+                    dataset=dataset,
+                    max_params=self.settings.max_params,
+                )
         except Exception as exc:
-            if not isinstance(exc, ValueError):
+            if not isinstance(exc, ValueError | _WorkerError):
                 logger.exception("Training job %s of %s failed.", job.id, job.owner)
             error = _error_message(exc)
         finally:
             self._finish(job, result, error)
+
+    def _run_in_worker(self, job: TrainingJob, dataset: Dataset) -> TrainingResult:
+        """Train in a worker process, relaying its events to the job and the job's stop request to it."""
+        worker = self._pool.acquire()
+        job.worker_pid = worker.pid
+        healthy = False
+        try:
+            # The bundled datasets are loaded (and cached) by the worker itself; anything else is sent over.
+            shipped = None if self._load_dataset is datasets.load else dataset
+            worker.stop.clear()
+            worker.conn.send((job.experiment, shipped, self.settings.max_params))
+            while True:
+                if job._stop_event.is_set():
+                    worker.stop.set()
+                if not worker.conn.poll(0.05):
+                    if not worker.process.is_alive() and not worker.conn.poll():
+                        raise WorkerCrashed(worker.process.exitcode)
+                    continue
+                try:
+                    kind, payload = worker.conn.recv()
+                except (EOFError, OSError):
+                    worker.process.join(timeout=5)
+                    raise WorkerCrashed(worker.process.exitcode) from None
+                if kind == "event":
+                    job.progress(payload)
+                elif kind == "error":
+                    healthy = True
+                    raise _WorkerError(payload)
+                else:
+                    healthy = True
+                    model_bytes, partial = payload
+                    return dataclasses.replace(partial, model=model_from_bytes(model_bytes))
+        finally:
+            worker.jobs_done += 1
+            if healthy and worker.jobs_done < self.settings.jobs_per_worker and not self._closed.is_set():
+                self._pool.release(worker)
+            else:
+                worker.close()
+
+    def prewarm(self) -> None:
+        """Start an idle worker process ahead of the first run (process runner only), hiding its start-up."""
+        if self._pool is not None and not self._closed.is_set():
+            self._pool.prewarm()
 
     def _finish(self, job: TrainingJob, result: TrainingResult | None, error: str | None) -> None:
         with self._lock:
@@ -354,6 +446,8 @@ class JobQueue:
         while not self._closed.wait(self._watchdog_interval):
             try:
                 self.reap()
+                if self._pool is not None:
+                    self._pool.close_idle(WORKER_IDLE_S)
             except Exception:
                 # The watchdog must survive anything, or abandoned runs would hold their slots forever.
                 logger.exception("Training watchdog failed; it keeps running.")
@@ -409,6 +503,145 @@ class JobQueue:
             job.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._watchdog is not None:
             self._watchdog.join(timeout=1.0)
+        if self._pool is not None:
+            self._pool.close_idle(0.0)
+
+
+# Worker processes
+
+# An idle worker holds a TensorFlow runtime and a dataset (~1 GB); give that back after a quiet spell.
+WORKER_IDLE_S = 300.0
+# Send a learner's batch progress at most this often; the chart cannot show more anyway.
+EVENT_INTERVAL_S = 0.05
+
+
+def model_to_bytes(model) -> bytes:
+    """A Keras model as the bytes of a .keras file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def model_from_bytes(data: bytes):
+    """The model `model_to_bytes` saved; safe_mode refuses files that would run arbitrary code."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(data)
+        return keras.saving.load_model(path, safe_mode=True)
+
+
+class _Worker:
+    """A child process that trains one job at a time until it is told to exit."""
+
+    def __init__(self, context):
+        self.conn, child_conn = context.Pipe()
+        self.stop = context.Event()
+        self.process = context.Process(
+            target=_worker_main, args=(child_conn, self.stop), name="cnn-training-worker", daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+        self.pid = self.process.pid
+        self.jobs_done = 0
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class _WorkerPool:
+    """Idle worker processes, reused by later jobs so only the first pays TensorFlow's start-up."""
+
+    def __init__(self):
+        # "spawn", never "fork": a forked copy of a process running TensorFlow threads can deadlock.
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.is_alive():
+                    return worker
+                worker.close()
+        return _Worker(self._context)
+
+    def release(self, worker: _Worker) -> None:
+        worker.idle_since = time.monotonic()
+        with self._lock:
+            self._idle.append(worker)
+
+    def prewarm(self) -> None:
+        with self._lock:
+            if self._idle:
+                return
+        self.release(_Worker(self._context))
+
+    def close_idle(self, idle_for: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            leaving = [w for w in self._idle if now - w.idle_since >= idle_for or not w.process.is_alive()]
+            self._idle = [w for w in self._idle if w not in leaving]
+        for worker in leaving:
+            worker.close()
+
+    @property
+    def idle_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in self._idle]
+
+
+def _worker_main(conn, stop) -> None:
+    """The worker process: receive (experiment, dataset or None, max_params), train, send the outcome."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        experiment, dataset, max_params = message
+        last_sent = 0.0
+
+        def relay(event) -> None:
+            nonlocal last_sent
+            if isinstance(event, training.BatchEnded) and event.step != event.steps_per_epoch:
+                now = time.monotonic()
+                if now - last_sent < EVENT_INTERVAL_S:
+                    return
+                last_sent = now
+            conn.send(("event", event))
+
+        try:
+            if dataset is None:
+                dataset = datasets.load(experiment.training.dataset)
+            result = training.train(
+                experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params
+            )
+            outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))
+        except Exception as exc:
+            if not isinstance(exc, ValueError):
+                logger.exception("Training failed in worker process %s.", os.getpid())
+            outcome = ("error", _error_message(exc))
+        finally:
+            result = dataset = None
+        try:
+            conn.send(outcome)
+        except (OSError, ValueError):
+            return
 
 
 _QUEUE: JobQueue | None = None

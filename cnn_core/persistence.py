@@ -128,16 +128,16 @@ def _description(bundle: ModelBundle) -> dict[str, Any]:
 
 
 def _write_atomically(final: Path, write) -> None:
-    """Call `write(temp_path)` on a temporary file next to `final`, then move it into place."""
-    # Keras insists on the .keras suffix, so the temporary name keeps the final suffix.
-    handle, temp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
+    """Call `write(temp_path)` on a temporary file next to `final`, then move it into place.
+
+    The temporary file lives in a hidden folder in the same directory: the move is then an atomic
+    rename on the same file system, and a half-written file left by a killed process never matches
+    a `*.keras` listing of the directory. Keras insists on the .keras suffix, so the name keeps it.
+    """
+    with tempfile.TemporaryDirectory(prefix=".saving-", dir=final.parent) as folder:
+        temp = Path(folder) / final.name
         write(temp)
         os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
@@ -157,6 +157,9 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
 
     def write_model(temp: Path) -> None:
         bundle.model.save(temp)
+        with temp.open("rb") as handle:
+            # On disk before the rename, so a power cut cannot leave a renamed but empty file.
+            os.fsync(handle.fileno())
         digest["sha256"] = _sha256(temp)
 
     def write_json(temp: Path) -> None:

@@ -31,6 +31,11 @@ variable                    meaning                                             
                             owner to collect
 ``CNN_MODELS_DIR``          folder for models learners save (relative to the    saved_models  saved_models
                             repository unless absolute)
+``CNN_JOB_RUNNER``          where a run trains: ``thread`` (in the server       thread        process
+                            process) or ``process`` (a worker process; see
+                            cnn_core/jobs.py for why)
+``CNN_JOBS_PER_WORKER``     runs a worker process trains before it is           20            20
+                            replaced, which returns its memory to the system
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -48,6 +53,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "saved_models"
+JOB_RUNNERS = ("thread", "process")
 
 
 def _cpu_count() -> int:
@@ -69,6 +75,12 @@ class Settings:
     abandon_after_s: float = 900.0
     result_ttl_s: float = 3600.0
     models_dir: Path = DEFAULT_MODELS_DIR
+    job_runner: str = "thread"
+    jobs_per_worker: int = 20
+
+    def __post_init__(self):
+        if self.job_runner not in JOB_RUNNERS:
+            raise ValueError(f"job_runner must be one of {', '.join(JOB_RUNNERS)}, got {self.job_runner!r}.")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -97,6 +109,7 @@ def host_profile() -> Settings:
         max_image_mb=5.0,
         abandon_after_s=60.0,
         result_ttl_s=600.0,
+        job_runner="process",
     )
 
 
@@ -145,6 +158,13 @@ def _float_parser(low: float, high: float) -> Callable[[str, Any], float]:
     return parse
 
 
+def _parse_runner(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in JOB_RUNNERS:
+        raise ValueError(f"{name} must be one of {', '.join(JOB_RUNNERS)}, got {value!r}.")
+    return text
+
+
 def _parse_path(name: str, value: Any) -> Path:
     text = str(value).strip()
     if not text:
@@ -167,6 +187,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "abandon_after_s": ("CNN_ABANDON_AFTER_S", _float_parser(1, 7 * 24 * 3600)),
     "result_ttl_s": ("CNN_RESULT_TTL_S", _float_parser(1, 7 * 24 * 3600)),
     "models_dir": ("CNN_MODELS_DIR", _parse_path),
+    "job_runner": ("CNN_JOB_RUNNER", _parse_runner),
+    "jobs_per_worker": ("CNN_JOBS_PER_WORKER", _int_parser(1, 10_000)),
 }
 
 

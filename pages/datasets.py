@@ -6,7 +6,10 @@ import streamlit as st
 from cnn_core.datasets import TITLES
 from cnn_core.specs import DATASETS
 from ui import images, loaders
+from ui.entry import ensure_navigation
 from ui.text import class_label
+
+ensure_navigation()
 
 SAMPLES = 40
 
@@ -38,14 +41,19 @@ st.caption(f"{len(picks)} of {len(chosen):,} {split} images, each labelled with 
 st.image([images.enlarge(x[i], 84) for i in picks], caption=[f"{names[y[i]]}" for i in picks], width=84,
          output_format="PNG")
 
-balance_col, mean_col = st.columns(2, gap="large")
+st.subheader("Mean image per class")
+st.image(loaders.dataset_summary_png(name, split, "means"))
+st.caption("The average of every image in a class: blurry where the class varies a lot, sharp where its members agree.")
+
+balance_col, note_col = st.columns([3, 2], gap="large")
 with balance_col:
     st.subheader("Class balance")
     st.image(loaders.dataset_summary_png(name, split, "balance"))
+with note_col:
     counts = np.bincount(y, minlength=len(names))
-    st.caption(f"Smallest class: {names[int(counts.argmin())]} ({counts.min():,}); "
-               f"largest: {names[int(counts.argmax())]} ({counts.max():,}).")
-with mean_col:
-    st.subheader("Mean image per class")
-    st.image(loaders.dataset_summary_png(name, split, "means"))
-    st.caption("Blurry where the class varies a lot, sharp where its members agree.")
+    st.subheader("Why it matters")
+    st.markdown(
+        f"Smallest class: **{class_label(names, int(counts.argmin()))}** ({counts.min():,} images); largest: "
+        f"**{class_label(names, int(counts.argmax()))}** ({counts.max():,}). Classes of about the same size mean "
+        "a model cannot score well by always guessing the most common class, so accuracy is a fair summary."
+    )

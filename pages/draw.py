@@ -7,6 +7,10 @@ from cnn_core import plotting, preprocess
 from ui import images, loaders
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker
+from ui.entry import ensure_navigation
+from ui.errors import shown_as_error
+
+ensure_navigation()
 
 state = app_state.get()
 
@@ -52,7 +56,8 @@ with result_col:
         if card.dataset == "mnist":
             st.info("Draw a digit on the black square to see what the model thinks it is.", icon=":material/draw:")
     else:
-        probabilities = loaders.predictor(name).predict(image)
+        with shown_as_error():
+            probabilities = loaders.predictor(name).predict(image)
         top = int(np.argmax(probabilities))
         st.metric("The model sees", class_names[top], help="The class with the highest probability.")
         st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "

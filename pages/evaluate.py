@@ -7,8 +7,11 @@ from cnn_core import evaluation
 from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import model_picker
+from ui.entry import ensure_navigation
 from ui.errors import shown_as_error
 from ui.text import class_label
+
+ensure_navigation()
 
 SHOWN = 20
 
@@ -22,7 +25,12 @@ card = model_picker.card(name)
 data = loaders.dataset(card.dataset)
 names = data.class_names
 
-if name not in state.evaluations:
+default = app_state.default_dataset_of(name)
+if default is not None:
+    # The shipped models are shared, so their evaluation is computed once for everybody.
+    with shown_as_error():
+        state.evaluations[name] = loaders.default_evaluation(default)
+elif name not in state.evaluations:
     with shown_as_error():
         predictor = loaders.predictor(name)
         total = len(data.x_test)
@@ -56,7 +64,8 @@ accuracy_col, wrong_col, worst_col = st.columns(3)
 accuracy_col.metric("Test accuracy", f"{result.accuracy:.2%}")
 wrong_col.metric("Mistakes", f"{wrong:,} of {len(result.labels):,}")
 worst = int(np.nanargmin(result.per_class_accuracy))
-worst_col.metric("Hardest class", names[worst], f"{result.per_class_accuracy[worst]:.1%} right", delta_color="off")
+worst_col.metric("Hardest class", class_label(names, worst), f"{result.per_class_accuracy[worst]:.1%} right",
+                 delta_color="off", delta_arrow="off")
 
 matrix_col, classes_col = st.columns([3, 2], gap="large")
 with matrix_col:

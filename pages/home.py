@@ -4,6 +4,9 @@ import streamlit as st
 
 from ui import state as app_state
 from ui.components import model_picker
+from ui.entry import ensure_navigation
+
+ensure_navigation()
 
 state = app_state.get()
 
@@ -28,18 +31,18 @@ with st.container(border=True):
 
 st.subheader("Where to start")
 left, middle, right = st.columns(3)
-with left, st.container(border=True):
+with left, st.container(border=True, height="stretch"):
     st.markdown("**1 · See**")
     st.markdown("Draw a digit and watch the model's guess change with every stroke, then look inside it.")
     st.page_link("pages/draw.py", label="Draw a digit", icon=":material/draw:")
     st.page_link("pages/feature_maps.py", label="Feature maps", icon=":material/layers:")
-with middle, st.container(border=True):
+with middle, st.container(border=True, height="stretch"):
     st.markdown("**2 · Train**")
     st.markdown("Build a small CNN layer by layer, train it with live curves, and check where it fails.")
     st.page_link("pages/train.py", label="Train a CNN", icon=":material/model_training:")
     st.page_link("pages/evaluate.py", label="Evaluate", icon=":material/analytics:")
     st.page_link("pages/runs.py", label="Compare runs", icon=":material/stacked_line_chart:")
-with right, st.container(border=True):
+with right, st.container(border=True, height="stretch"):
     st.markdown("**3 · Explore**")
     st.markdown("Slide a 3×3 filter over an image by hand, and browse the two datasets.")
     st.page_link("pages/playground.py", label="Convolution playground", icon=":material/tune:")

@@ -11,6 +11,9 @@ from cnn_core.datasets import TITLES
 from cnn_core.specs import DATASETS
 from ui import figures, images
 from ui.components import image_source, kernel_editor
+from ui.entry import ensure_navigation
+
+ensure_navigation()
 
 # Seed 001's pooling example: 2×2 max pooling keeps the largest number of each window.
 POOL_EXAMPLE = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=np.float64)

@@ -5,6 +5,9 @@ import streamlit as st
 
 from cnn_core.datasets import TITLES
 from ui import state as app_state
+from ui.entry import ensure_navigation
+
+ensure_navigation()
 
 state = app_state.get()
 

@@ -9,6 +9,9 @@ from cnn_core.specs import Experiment
 from ui import loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
+from ui.entry import ensure_navigation
+
+ensure_navigation()
 
 state = app_state.get()
 settings = loaders.settings()
@@ -49,37 +52,33 @@ if state.locked:
     info_col.info(f"This experiment came from a shared link or an exercise. Fixed: {', '.join(sorted(state.locked))}.")
     button_col.button("Unlock everything", on_click=_unlock, key="train-unlock")
 
-build_col, run_col = st.columns([3, 2], gap="large")
-with build_col:
-    st.subheader("1 · Architecture")
-    preset_col, load_col = st.columns([3, 1], vertical_alignment="bottom")
-    preset_col.selectbox(
-        "Start from a preset", list(presets.PRESETS), format_func=lambda key: presets.PRESETS[key].title,
-        key="train-preset", disabled="layers" in state.locked,
-    )
-    load_col.button("Load preset", on_click=_load_preset, key="train-load", width="stretch",
-                    disabled="layers" in state.locked)
-    chosen = presets.PRESETS[st.session_state["train-preset"]]
-    st.caption(f"{chosen.description} *Source: {chosen.source}*")
-    state.editor_name = st.text_input("Model name", value=state.editor_name, key=f"train-name-{state.training_generation}",
-                                      max_chars=60) or "custom"
-    spec = layer_editor.show("train-layers", max_params=settings.max_params, disabled="layers" in state.locked,
-                             name=state.editor_name)
+st.subheader("1 · Architecture")
+preset_col, load_col, name_col = st.columns([3, 1, 2], vertical_alignment="bottom")
+preset_col.selectbox(
+    "Start from a preset", list(presets.PRESETS), format_func=lambda key: presets.PRESETS[key].title,
+    key="train-preset", disabled="layers" in state.locked,
+)
+load_col.button("Load preset", on_click=_load_preset, key="train-load", width="stretch",
+                disabled="layers" in state.locked)
+state.editor_name = name_col.text_input("Model name", value=state.editor_name,
+                                        key=f"train-name-{state.training_generation}", max_chars=60) or "custom"
+chosen = presets.PRESETS[st.session_state["train-preset"]]
+st.caption(f"{chosen.description} *Source: {chosen.source}*")
+spec = layer_editor.show("train-layers", max_params=settings.max_params, disabled="layers" in state.locked,
+                         name=state.editor_name)
 
-    st.subheader("2 · Training settings")
-    config = training_controls.show("train-settings", settings=settings, locked=state.locked)
-
+st.subheader("2 · Training settings")
+config = training_controls.show("train-settings", settings=settings, locked=state.locked)
 experiment = Experiment(spec, config) if spec is not None and config is not None else None
 
-with run_col:
-    st.subheader("3 · Run")
-    run_panel.show("train-run", experiment)
+st.subheader("3 · Run")
+run_panel.show("train-run", experiment)
 
-    if experiment is not None:
-        with st.expander("Share this experiment as a link"):
-            locked = st.multiselect(
-                "Fix these fields for whoever opens the link", sharing.LOCKABLE_FIELDS, key="train-share-lock",
-                help="Useful in a workshop: everyone starts from the same model and can only change the rest.",
-            )
-            base = st.context.url.split("?")[0] if st.context.url else ""
-            st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, locked))}", language=None, wrap_lines=True)
+if experiment is not None:
+    with st.expander("Share this experiment as a link"):
+        locked = st.multiselect(
+            "Fix these fields for whoever opens the link", sharing.LOCKABLE_FIELDS, key="train-share-lock",
+            help="Useful in a workshop: everyone starts from the same model and can only change the rest.",
+        )
+        base = st.context.url.split("?")[0] if st.context.url else ""
+        st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, locked))}", language=None, wrap_lines=True)

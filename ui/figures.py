@@ -24,4 +24,5 @@ def png(plot: str, *args: Any, **kwargs: Any) -> bytes:
 
 
 def show(plot: str, *args: Any, **kwargs: Any) -> None:
-    st.image(png(plot, *args, **kwargs), width="stretch")
+    """Draw the figure at its natural size (shrunk to fit the column), so equal cells look equal."""
+    st.image(png(plot, *args, **kwargs))

@@ -20,6 +20,7 @@ from ui import state as app_state
 
 if TYPE_CHECKING:
     from cnn_core.activations import FeatureExtractor
+    from cnn_core.evaluation import Evaluation
     from cnn_core.inference import Predictor
     from cnn_core.jobs import JobQueue
     from cnn_core.persistence import ModelBundle
@@ -139,3 +140,11 @@ def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
     return buffer.getvalue()
+
+
+@st.cache_resource(show_spinner="Classifying the 10,000 test images…")
+def default_evaluation(dataset_name: str) -> Evaluation:
+    """The shipped model's test-set evaluation, computed once per process and shared read-only."""
+    from cnn_core import evaluation
+
+    return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name))

@@ -69,7 +69,8 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
             architecture=" → ".join(specs.describe(layer) for layer in experiment.model.layers),
             params=specs.count_params(experiment.model, max_params=10**12),
             settings=run_settings(experiment.training),
-            history=[dict(row) for row in result.history],
+            # Only whole epochs: a stopped run's partial last epoch is not comparable with the others.
+            history=[dict(row) for row in result.history if row.get("complete", True)],
             test_accuracy=result.test_accuracy,
             test_loss=result.test_loss,
             seconds=result.seconds,

@@ -8,11 +8,16 @@ import pytest
 from cnn_core import persistence
 from tests.app.conftest import drawing, texts
 
-pytestmark = pytest.mark.skipif(
-    not (persistence.MODELS_DIR / "default_mnist.keras").exists()
-    or not (persistence.MODELS_DIR / "default_fashion_mnist.keras").exists(),
-    reason="the default models are missing; create them with `make models`",
-)
+
+
+def _needs_default(dataset: str):
+    return pytest.mark.skipif(
+        not (persistence.MODELS_DIR / f"default_{dataset}.keras").exists(),
+        reason=f"the default {dataset} model is missing; create it with `make models`",
+    )
+
+
+pytestmark = _needs_default("mnist")
 
 
 @pytest.mark.parametrize("digit", ["1", "7"])
@@ -44,6 +49,7 @@ def test_clear_gives_a_new_empty_canvas(open_page, fake_canvas):
     assert fake_canvas.keys[-1] != first_key
 
 
+@_needs_default("fashion_mnist")
 def test_a_fashion_model_offers_test_images_instead_of_drawing(open_page, fake_canvas):
     at = open_page("draw")
     fashion = "Default Fashion-MNIST model"
@@ -94,3 +100,28 @@ def test_evaluate_scores_the_default_model_as_its_metadata_says(open_page):
         assert f"{count:,} mistakes" in texts(at)
     else:
         assert "No test image of 4 was classified as 9" in texts(at)
+
+
+def test_an_uploaded_model_becomes_the_active_model(open_page, tmp_path):
+    from cnn_core.models import build_model
+    from cnn_core.specs import Dense, Flatten, ModelSpec
+
+    spec = ModelSpec((Flatten(), Dense(16), Dense(10, "softmax")), name="tiny_upload")
+    data = persistence.model_to_bytes(build_model(spec))
+    at = open_page("evaluate")
+    at.selectbox(key="eval-model-upload-dataset").set_value("fashion_mnist")
+    at.file_uploader(key="eval-model-upload-file").upload("tiny_upload.keras", data).run()
+    assert not at.exception
+    state = at.session_state["app_state"]
+    assert state.active_model == "tiny_upload (uploaded)"
+    assert state.models["tiny_upload (uploaded)"].dataset == "fashion_mnist"
+    # The untrained model is evaluated on Fashion-MNIST: about one answer in ten is right.
+    assert 0.0 <= state.evaluations["tiny_upload (uploaded)"].accuracy < 0.4
+
+
+def test_an_upload_that_is_not_a_model_is_refused_with_a_reason(open_page):
+    at = open_page("evaluate")
+    at.file_uploader(key="eval-model-upload-file").upload("notes.keras", b"this is not a zip archive").run()
+    assert not at.exception
+    assert any("not a .keras file" in error.value for error in at.error)
+    assert at.session_state["app_state"].models == {}

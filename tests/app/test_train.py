@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
 
 from cnn_core import sharing
@@ -36,9 +39,9 @@ def test_train_page_shows_the_starting_preset_with_shapes(open_page):
     at = open_page("train")
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["output shape"])[0] == "26 × 26 × 32"
-    assert list(table["parameters"]) == [320, 0, 18496, 0, 73856, 0, 11530]
-    assert "104,202 trainable parameters" in texts(at)
+    assert list(table["output"])[0] == "26 × 26 × 32"
+    assert list(table["params"]) == [320, 0, 18496, 0, 73856, 0, 11530]
+    assert "**104,202** trainable parameters" in texts(at)
 
 
 def test_a_small_run_trains_and_becomes_the_active_model(open_page):
@@ -60,6 +63,13 @@ def test_a_small_run_trains_and_becomes_the_active_model(open_page):
     assert len(state.runs[-1].history) == 1
     assert "Finished all 1 epochs" in texts(at)
     assert at.get("download_button")
+
+    # Saving by name writes the bundle into the configured models folder.
+    at.text_input(key="train-run-save-name").set_value("my_first_cnn").run()
+    at.button(key="train-run-save").click().run()
+    saved = Path(os.environ["CNN_MODELS_DIR"]) / "my_first_cnn.keras"
+    assert saved.exists() and saved.with_suffix(".json").exists()
+    assert any("Saved as" in message.value for message in at.success)
 
     # Another visitor's session does not see this model.
     other = AppTest.from_file(str(APP), default_timeout=120).run()

@@ -1,3 +1,5 @@
+import os
+import signal
 import threading
 import time
 
@@ -340,3 +342,80 @@ def test_error_summary_keeps_the_useful_line():
     assert jobs._error_summary(RuntimeError("x" * 500)).endswith("…")
     assert len(jobs._error_summary(RuntimeError("x" * 500))) == jobs.MAX_ERROR_CHARS
     assert jobs._error_summary(KeyError()) == "KeyError"
+
+
+# The process runner: real worker processes (each start imports TensorFlow, so they are shared)
+
+
+@pytest.fixture(scope="module")
+def process_queue():
+    settings = Settings(job_runner="process", max_concurrent_jobs=1, jobs_per_worker=3)
+    queue = JobQueue(settings, dataset_loader=lambda name: TINY)
+    yield queue
+    queue.shutdown(timeout=60)
+
+
+def test_process_runner_returns_a_working_model_and_recycles_its_worker(process_queue):
+    first = process_queue.submit(_experiment(epochs=2), owner="p1")
+    assert first.wait(timeout=300)
+    assert first.state == "finished", first.error
+    worker = first.worker_pid
+    assert worker is not None and worker != os.getpid()
+    snapshot = first.progress.snapshot()
+    assert snapshot.status == "finished" and snapshot.finished.reason == "completed"
+    assert [row["epoch"] for row in snapshot.epoch_history] == [0, 1]
+    result = first.take_result()
+    assert result.model.count_params() == 6_810
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    probabilities = result.model.predict(TINY.x_test[:3], verbose=0)
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    # A run that fails with a learner's error leaves the worker healthy for the next run.
+    wrong_shape = Experiment(ModelSpec((Flatten(), Dense(10, "softmax")), input_shape=(32, 32, 1)),
+                             TrainingConfig(epochs=1, validation_split=0.0))
+    refused = process_queue.submit(wrong_shape, owner="p1")
+    assert refused.wait(timeout=120)
+    assert refused.state == "failed"
+    assert refused.error.startswith("The model expects images of shape (32, 32, 1), but mnist has (28, 28, 1)")
+    assert refused.worker_pid == worker
+
+    third = process_queue.submit(_experiment(name="third"), owner="p1")
+    assert third.wait(timeout=120) and third.state == "finished"
+    assert third.worker_pid == worker
+    # That was the worker's third run (jobs_per_worker=3), so it has been replaced.
+    assert worker not in process_queue._pool.idle_pids
+    assert _eventually(lambda: not _pid_alive(worker), timeout=10)
+
+
+def test_process_runner_stops_a_running_job(process_queue):
+    job = process_queue.submit(_experiment(epochs=100), owner="p2")
+    assert _eventually(lambda: job.progress.snapshot().step > 0, timeout=300)
+    job.stop()
+    assert job.wait(timeout=60)
+    assert job.state == "stopped"
+    assert job.result.stopped_reason == "stopped"
+    assert job.result.model.count_params() == 6_810
+
+
+def test_a_killed_worker_fails_its_job_and_the_next_job_gets_a_new_one(process_queue):
+    job = process_queue.submit(_experiment(epochs=100), owner="p3")
+    assert _eventually(lambda: job.progress.snapshot().step > 0, timeout=300)
+    killed = job.worker_pid
+    os.kill(killed, signal.SIGKILL)
+    assert job.wait(timeout=60)
+    assert job.state == "failed"
+    assert job.error.startswith("The training process stopped unexpectedly (exit code -9)")
+    assert process_queue.running_count() == 0
+    again = process_queue.submit(_experiment(), owner="p3")
+    assert again.wait(timeout=300) and again.state == "finished", again.error
+    assert again.worker_pid != killed
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -64,21 +64,39 @@ def test_mistake_grid_captions():
     assert renders(figure)
 
 
+def test_tile_mosaic_lays_channels_out_row_by_row():
+    stack = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    mosaic = plotting.tile_mosaic(stack, columns=3, gap=1)
+    assert mosaic.shape == (2 * 2 + 1, 3 * 3 + 2)
+    np.testing.assert_array_equal(mosaic[0:2, 4:7], stack[:, :, 1])
+    np.testing.assert_array_equal(mosaic[3:5, 4:7], stack[:, :, 4])
+    assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 3]).all()
+    # The sixth tile does not exist, so its place stays empty.
+    assert np.isnan(mosaic[3:5, 8:11]).all()
+
+
+def image_axes(figure):
+    return [axes for axes in figure.axes if axes.images and axes.get_label() != "<colorbar>"]
+
+
 def test_feature_map_grid_shares_one_scale():
     maps = layer_maps(channels=6)
     figure = plotting.feature_map_grid(maps, columns=3)
-    tiles = [axes for axes in figure.axes if axes.images and axes.get_label() != "<colorbar>"]
-    assert len(tiles) == 6
-    limits = {axes.images[0].get_clim() for axes in tiles}
-    assert limits == {(float(maps.activations.min()), float(maps.activations.max()))}
-    assert "12×12×6" in figure.get_suptitle() and "conv2d_1" in figure.get_suptitle()
+    (axes,) = image_axes(figure)
+    (image,) = axes.images
+    np.testing.assert_array_equal(image.get_array().filled(np.nan), plotting.tile_mosaic(maps.activations, 3, 2))
+    assert image.get_clim() == (float(maps.activations.min()), float(maps.activations.max()))
+    assert [text.get_text() for text in axes.texts] == [str(i) for i in range(6)]
+    assert "12×12×6" in axes.get_title() and "conv2d_1" in axes.get_title()
+    assert len(figure.axes) == 2  # the maps and their colour bar
     assert renders(figure)
 
 
 def test_feature_map_grid_limits_channels():
-    figure = plotting.feature_map_grid(RNG.random((7, 7, 64)), max_channels=16)
-    assert len([axes for axes in visible_axes(figure) if axes.get_label() != "<colorbar>"]) == 16
-    assert "first 16 shown" in figure.get_suptitle()
+    figure = plotting.feature_map_grid(RNG.random((7, 7, 64)), max_channels=16, label_channels=False)
+    (axes,) = image_axes(figure)
+    assert axes.images[0].get_array().shape == (2 * 8 - 1, 8 * 8 - 1)
+    assert "first 16 shown" in axes.get_title() and not axes.texts
     with pytest.raises(ValueError, match="height, width, channels"):
         plotting.feature_map_grid(RNG.random((7, 7)))
 
@@ -88,12 +106,13 @@ def test_filter_grid(mode):
     kernel = RNG.normal(size=(3, 3, 4, 8))
     filters = LayerFilters(1, "conv2d_1", "Conv2D 8 3×3, relu", kernel, np.zeros(8))
     figure = plotting.filter_grid(filters, mode=mode, columns=4)
-    tiles = [axes for axes in figure.axes if axes.images and axes.get_label() != "<colorbar>"]
-    assert len(tiles) == 8
+    (axes,) = image_axes(figure)
+    mosaic = axes.images[0].get_array().filled(np.nan)
     expected = kernel[:, :, 0, 2] if mode == "first" else kernel[:, :, :, 2].mean(axis=2)
-    np.testing.assert_allclose(tiles[2].images[0].get_array(), expected)
-    low, high = tiles[0].images[0].get_clim()
+    np.testing.assert_allclose(mosaic[0:3, 8:11], expected, rtol=1e-6)
+    low, high = axes.images[0].get_clim()
     assert low == -high
+    assert "8 kernels 3×3" in axes.get_title()
     assert renders(figure)
     with pytest.raises(ValueError, match="mode"):
         plotting.filter_grid(kernel, mode="max")

@@ -31,6 +31,8 @@ def test_host_mode_switches_to_the_tight_profile(monkeypatch):
     assert loaded.max_epochs == 15
     assert loaded.max_params == 1_500_000
     assert loaded.abandon_after_s == 60.0
+    assert loaded.job_runner == "process"
+    assert local_profile().job_runner == "thread"
 
 
 def test_cpu_count_unknown_still_allows_one_job(monkeypatch):
@@ -51,6 +53,8 @@ def test_environment_overrides_each_field():
         "CNN_ABANDON_AFTER_S": "30",
         "CNN_RESULT_TTL_S": "120",
         "CNN_MODELS_DIR": "/srv/models",
+        "CNN_JOB_RUNNER": "Thread",
+        "CNN_JOBS_PER_WORKER": "5",
     }
     loaded = load_settings(env=env)
     assert loaded == Settings(
@@ -65,6 +69,8 @@ def test_environment_overrides_each_field():
         abandon_after_s=30.0,
         result_ttl_s=120.0,
         models_dir=Path("/srv/models"),
+        job_runner="thread",
+        jobs_per_worker=5,
     )
     assert loaded.max_upload_bytes == int(2.5 * 1024 * 1024)
 
@@ -101,6 +107,8 @@ def test_empty_values_count_as_unset():
         ("CNN_MAX_UPLOAD_MB", "nan", "CNN_MAX_UPLOAD_MB is 'nan'; use a number from 0.01 to 2048"),
         ("CNN_MAX_IMAGE_MB", "lots", "CNN_MAX_IMAGE_MB must be a number"),
         ("CNN_ABANDON_AFTER_S", "inf", "CNN_ABANDON_AFTER_S is 'inf'"),
+        ("CNN_JOB_RUNNER", "fork", "CNN_JOB_RUNNER must be one of thread, process, got 'fork'"),
+        ("CNN_JOBS_PER_WORKER", "0", "CNN_JOBS_PER_WORKER is 0; use a whole number from 1 to 10000"),
     ],
 )
 def test_invalid_environment_values_name_the_variable_and_what_it_accepts(variable, value, expected):
@@ -114,3 +122,8 @@ def test_invalid_secret_names_the_secret():
         load_settings(env={}, secrets={"max_params": "many"})
     with pytest.raises(ValueError, match="CNN_MAX_JOBS"):
         load_settings(env={}, secrets={"CNN_MAX_JOBS": True})
+
+
+def test_settings_refuse_an_unknown_runner():
+    with pytest.raises(ValueError, match="job_runner must be one of thread, process"):
+        Settings(job_runner="celery")

@@ -71,40 +71,45 @@ def _layer_fields(key: str, uid: int, layer: specs.Layer, disabled: bool) -> spe
     prefix = f"{key}-{uid}-{layer.kind}"
     match layer:
         case specs.Conv2D():
-            cols = st.columns(5)
-            filters = cols[0].number_input(
-                "filters", 1, specs.MAX_FILTERS, layer.filters, key=f"{prefix}-filters", disabled=disabled
+            left, right = st.columns(2)
+            filters = left.number_input(
+                "Filters", 1, specs.MAX_FILTERS, layer.filters, key=f"{prefix}-filters", disabled=disabled,
+                help="How many different patterns this layer learns; each gives one output channel.",
             )
-            kernel = cols[1].number_input(
-                "kernel", 1, specs.MAX_KERNEL, layer.kernel_size, key=f"{prefix}-kernel", disabled=disabled
+            kernel = right.number_input(
+                "Kernel size", 1, specs.MAX_KERNEL, layer.kernel_size, key=f"{prefix}-kernel", disabled=disabled,
+                help="The side of the square window each filter looks through (3 means 3×3).",
             )
-            strides = cols[2].number_input("stride", 1, 4, layer.strides, key=f"{prefix}-strides", disabled=disabled)
-            padding = cols[3].selectbox(
-                "padding", PADDINGS, PADDINGS.index(layer.padding), key=f"{prefix}-padding", disabled=disabled
+            strides = left.number_input("Stride", 1, 4, layer.strides, key=f"{prefix}-strides", disabled=disabled,
+                                        help="How far the window moves each step; 2 halves the output size.")
+            padding = right.selectbox(
+                "Padding", PADDINGS, PADDINGS.index(layer.padding), key=f"{prefix}-padding", disabled=disabled,
+                help="'same' pads the border with zeros so the output keeps the input's size.",
             )
-            activation = cols[4].selectbox(
-                "activation", ACTIVATIONS, ACTIVATIONS.index(layer.activation), key=f"{prefix}-act",
+            activation = st.selectbox(
+                "Activation", ACTIVATIONS, ACTIVATIONS.index(layer.activation), key=f"{prefix}-act",
                 disabled=disabled,
             )
             return specs.Conv2D(int(filters), int(kernel), int(strides), padding, activation)
         case specs.MaxPool() | specs.AvgPool():
-            size = st.number_input("pool size", 1, 8, layer.pool_size, key=f"{prefix}-pool", disabled=disabled)
+            size = st.number_input("Pool size", 1, 8, layer.pool_size, key=f"{prefix}-pool", disabled=disabled,
+                                   help="The side of the square window that is reduced to one value.")
             return dataclasses.replace(layer, pool_size=int(size))
         case specs.Dropout():
             rate = st.number_input(
-                "rate", 0.0, 0.9, float(layer.rate), step=0.05, key=f"{prefix}-rate", disabled=disabled
+                "Rate", 0.0, 0.9, float(layer.rate), step=0.05, key=f"{prefix}-rate", disabled=disabled,
+                help="The share of values set to zero at random during training.",
             )
             return specs.Dropout(round(float(rate), 4))
         case specs.Dense():
-            cols = st.columns(2)
-            units = cols[0].number_input("units", 1, specs.MAX_UNITS, layer.units, key=f"{prefix}-units",
-                                         disabled=disabled)
-            activation = cols[1].selectbox(
-                "activation", ACTIVATIONS, ACTIVATIONS.index(layer.activation), key=f"{prefix}-act",
-                disabled=disabled,
+            units = st.number_input("Units", 1, specs.MAX_UNITS, layer.units, key=f"{prefix}-units",
+                                    disabled=disabled)
+            activation = st.selectbox(
+                "Activation", ACTIVATIONS, ACTIVATIONS.index(layer.activation), key=f"{prefix}-act",
+                disabled=disabled, help="The last layer needs 'softmax': it turns scores into probabilities.",
             )
             return specs.Dense(int(units), activation)
-    st.caption("No settings.")
+    st.caption("This layer has no settings.")
     return layer
 
 
@@ -114,20 +119,26 @@ def _rows(key: str, disabled: bool) -> None:
     kinds = list(specs.LAYER_TYPES)
     for index, row in enumerate(rows):
         with st.container(border=True):
-            kind_col, fields_col, buttons_col = st.columns([2, 7, 2], vertical_alignment="bottom")
-            kind_col.selectbox(
-                f"Layer {index + 1}", kinds, kinds.index(row.layer.kind), key=f"{key}-{row.uid}-kind",
-                on_change=_change_kind, args=(key, row.uid), disabled=disabled,
-            )
-            with fields_col:
+            label_col, edit_col, up, down, remove = st.columns([7, 1.6, 1, 1, 1], vertical_alignment="center",
+                                                               gap="small")
+            # Filled after the settings are read, so the label never lags one rerun behind.
+            label = label_col.empty()
+            with edit_col.popover(":material/edit:", help="Change this layer's settings", disabled=disabled,
+                                  width="stretch"):
+                st.selectbox(
+                    "Layer type", kinds, kinds.index(row.layer.kind), key=f"{key}-{row.uid}-kind",
+                    format_func=lambda kind: ADDABLE[kind].split(" (")[0], on_change=_change_kind,
+                    args=(key, row.uid), disabled=disabled,
+                )
                 row.layer = _layer_fields(key, row.uid, row.layer, disabled)
-            up, down, remove = buttons_col.columns(3)
-            up.button("↑", key=f"{key}-{row.uid}-up", help="Move up", on_click=_move, args=(row.uid, -1),
-                      disabled=disabled or index == 0)
-            down.button("↓", key=f"{key}-{row.uid}-down", help="Move down", on_click=_move,
-                        args=(row.uid, 1), disabled=disabled or index == len(rows) - 1)
-            remove.button("✕", key=f"{key}-{row.uid}-remove", help="Remove this layer", on_click=_remove,
-                          args=(row.uid,), disabled=disabled)
+            label.markdown(f"**{index + 1}** · {specs.describe(row.layer)}")
+            up.button(":material/arrow_upward:", key=f"{key}-{row.uid}-up", help="Move up", on_click=_move,
+                      args=(row.uid, -1), disabled=disabled or index == 0, type="tertiary")
+            down.button(":material/arrow_downward:", key=f"{key}-{row.uid}-down", help="Move down",
+                        on_click=_move, args=(row.uid, 1), disabled=disabled or index == len(rows) - 1,
+                        type="tertiary")
+            remove.button(":material/close:", key=f"{key}-{row.uid}-remove", help="Remove this layer",
+                          on_click=_remove, args=(row.uid,), disabled=disabled, type="tertiary")
 
 
 def summary_table(infos: list[specs.LayerInfo]) -> list[dict]:
@@ -135,31 +146,39 @@ def summary_table(infos: list[specs.LayerInfo]) -> list[dict]:
         {
             "#": info.index + 1,
             "layer": info.description,
-            "output shape": " × ".join(str(v) for v in info.output_shape),
-            "parameters": info.params,
+            "output": " × ".join(str(v) for v in info.output_shape),
+            "params": info.params,
         }
         for info in infos
     ]
 
 
 def show(key: str, *, max_params: int, disabled: bool = False, name: str = "custom") -> ModelSpec | None:
-    """Edit the session's layers; return the spec when it is valid, else show why and return None."""
+    """Edit the session's layers; return the spec when it is valid, else show why and return None.
+
+    The layers sit on the left and the live summary (output shape and parameters per layer) on the right.
+    """
     state = app_state.get()
-    if disabled:
-        st.info("The architecture is fixed for this run (set by a shared link or an exercise).")
-    _rows(key, disabled)
-    if not disabled:
-        add_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-        add_col.selectbox("Add a layer", list(ADDABLE), format_func=ADDABLE.get, key=f"{key}-add-kind")
-        button_col.button("Add layer", key=f"{key}-add", on_click=_add, args=(key,), width="stretch")
+    rows_col, summary_col = st.columns([1, 1], gap="large")
+    with rows_col:
+        if disabled:
+            st.info("The architecture is fixed for this run (set by a shared link or an exercise).")
+        _rows(key, disabled)
+        if not disabled:
+            add_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+            add_col.selectbox("Add a layer", list(ADDABLE), format_func=ADDABLE.get, key=f"{key}-add-kind")
+            button_col.button("Add", key=f"{key}-add", on_click=_add, args=(key,), width="stretch",
+                              icon=":material/add:")
 
     spec = ModelSpec(layers=state.layers, name=name)
-    try:
-        infos = specs.infer_shapes(spec, max_params=max_params)
-    except ValueError as error:
-        st.error(f"This model cannot be built yet: {error}")
-        return None
-    st.dataframe(summary_table(infos), hide_index=True, width="stretch")
-    total = sum(info.params for info in infos)
-    st.caption(f"Input 28 × 28 × 1 → {len(infos)} layers → {total:,} trainable parameters.")
+    with summary_col:
+        st.markdown("**What each layer outputs** (for one 28 × 28 × 1 image)")
+        try:
+            infos = specs.infer_shapes(spec, max_params=max_params)
+        except ValueError as error:
+            st.error(f"This model cannot be built yet: {error}")
+            return None
+        st.dataframe(summary_table(infos), hide_index=True, width="stretch")
+        total = sum(info.params for info in infos)
+        st.caption(f"{len(infos)} layers, **{total:,}** trainable parameters (the limit here is {max_params:,}).")
     return spec

@@ -35,6 +35,9 @@ def curve_rows(snapshot: ProgressSnapshot, metric: str) -> list[dict]:
         for position, value in zip(snapshot.batch_positions, batch_values, strict=False)
     ]
     for row in snapshot.epoch_history:
+        if not row.get("complete", True):
+            # A stopped run's last, partial epoch is not an end-of-epoch point.
+            continue
         rows.append({"epochs": row["epoch"] + 1, metric: row[metric], "curve": "training (end of epoch)"})
         if row.get(f"val_{metric}") is not None:
             rows.append({"epochs": row["epoch"] + 1, metric: row[f"val_{metric}"], "curve": "validation"})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cnn_core.datasets import TITLES
+from cnn_core.specs import DATASETS
 from ui import loaders
 from ui import state as app_state
 
@@ -40,7 +41,36 @@ def _set_active(key: str) -> None:
     app_state.get().active_model = st.session_state[key]
 
 
-def show(key: str, *, dataset: str | None = None) -> str:
+def _upload(key: str) -> None:
+    """Load the uploaded .keras file into this session and make it the active model."""
+    from cnn_core import persistence
+
+    state = app_state.get()
+    upload = st.session_state.get(f"{key}-upload-file")
+    if upload is None:
+        return
+    try:
+        bundle = persistence.load_upload(
+            upload.getvalue(), upload.name, st.session_state[f"{key}-upload-dataset"],
+            max_bytes=loaders.settings().max_upload_bytes,
+        )
+    except ValueError as error:
+        st.session_state[f"{key}-upload-message"] = str(error)
+        return
+    bundle.name = state.unique_model_name(f"{bundle.name} (uploaded)")
+    state.models[bundle.name] = bundle
+    state.active_model = bundle.name
+
+
+def upload_form(key: str) -> None:
+    """A small form to bring in a model trained elsewhere (a .keras file for 28×28×1 images, 10 classes)."""
+    with st.popover("Upload a model", icon=":material/upload:"):
+        st.selectbox("It was trained on", DATASETS, format_func=TITLES.get, key=f"{key}-upload-dataset")
+        st.file_uploader("A .keras file", type=["keras"], key=f"{key}-upload-file", on_change=_upload,
+                         args=(key,), help="Saved with model.save('name.keras'); standard Keras layers only.")
+
+
+def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> str:
     """A selectbox over the models (optionally only those for `dataset`); the choice becomes active."""
     state = app_state.get()
     names = [name for name in state.model_names() if dataset is None or card(name).dataset == dataset]
@@ -50,10 +80,17 @@ def show(key: str, *, dataset: str | None = None) -> str:
     # The widget's own state would go stale when another page changes the active model, so the
     # key carries the active name and the choice is copied into the session state on change.
     widget_key = f"{key}-{state.active_model}"
-    name = st.selectbox(
+    picker_col, upload_col = st.columns([5, 1], vertical_alignment="bottom") if allow_upload else (st, None)
+    name = picker_col.selectbox(
         "Model", names, index=index, key=widget_key, on_change=_set_active, args=(widget_key,),
         format_func=lambda n: f"{n} ({card(n).dataset_title}, {card(n).accuracy_text})",
     )
+    if upload_col is not None:
+        with upload_col:
+            upload_form(key)
+        message = st.session_state.pop(f"{key}-upload-message", None)
+        if message:
+            st.error(f"That model could not be used: {message}")
     if dataset is None:
         state.active_model = name
     return name

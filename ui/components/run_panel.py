@@ -80,6 +80,10 @@ def show_result(key: str) -> None:
             on_click="ignore",
         )
     with save_col:
+        if loaders.settings().host_mode:
+            # A shared demo does not let anonymous visitors write files on the server.
+            st.caption("Saving on the server is off on this shared demo; download the model instead.")
+            return
         st.text_input("Save on this server as", value=_file_stem(name), key=f"{key}-save-name")
         st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
         message = st.session_state.pop(f"{key}-save-message", None)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlencode
 
 import pytest
 
-from cnn_core import persistence
+from cnn_core import persistence, sharing
+from cnn_core.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
 from tests.app.browser.conftest import screenshot, wait_until_idle
 
 pytestmark = pytest.mark.browser
@@ -17,6 +19,22 @@ needs_default_models = pytest.mark.skipif(
     not (persistence.MODELS_DIR / "default_mnist.keras").exists(),
     reason="the default models are missing; create them with `make models`",
 )
+
+
+def test_a_shared_link_opened_first_on_a_fresh_server_gets_the_full_app(page):
+    # Runs first on a fresh server: a deep link must not bypass app.py's navigation (see ui/entry.py).
+    experiment = Experiment(
+        ModelSpec((Flatten(), Dense(32), Dense(10, "softmax")), name="shared_dense"),
+        TrainingConfig(dataset="fashion_mnist", epochs=2),
+    )
+    page.goto(f"/train?{urlencode(sharing.to_query_params(experiment, locked={'layers'}))}")
+    wait_until_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    for section in ("Start", "See", "Train", "Explore", "Workshop"):
+        assert sidebar.get_by_text(section, exact=True).count() == 1
+    assert page.get_by_text("1 · Flatten").count() == 1
+    assert page.get_by_text("Fixed: layers").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -78,10 +96,10 @@ def test_training_shows_live_curves_and_stops(page):
     wait_until_idle(page)
     page.get_by_text("Train on a subset").click()
     wait_until_idle(page)
-    images = page.get_by_label("Training images")
+    images = page.get_by_role("spinbutton", name="Training images")
     images.fill("4000")
     images.press("Enter")
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("3")
     epochs.press("Enter")
     wait_until_idle(page)

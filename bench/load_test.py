@@ -1,0 +1,216 @@
+"""Hosted-demo load: N visitors draw and get predictions while one training job runs, all on loopback.
+
+Each visitor is a headless Chromium context on the Draw page. It draws a stroke, waits for the
+prediction, thinks for a moment and draws again. A MutationObserver in the page timestamps the
+app's script state, so each prediction yields two figures:
+- rerun latency: from the server starting the rerun (state → running) to the prediction drawn
+  (state → notRunning), i.e. the server's work plus transport;
+- end to end: from mouse-up to the prediction drawn, which also includes the canvas component's own
+  delay in sending its image (a few hundred ms by design of streamlit-drawable-canvas).
+Server memory is the RSS of the streamlit process, sampled twice a second.
+The run is bounded in visitors and seconds and only talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import statistics
+import sys
+import threading
+import time
+
+import psutil
+
+from tests.app.browser.harness import CANVAS_SIZE, CHROMIUM, CHROMIUM_ARGS, serve_app
+
+GOAL_P95_MS = 200.0
+GOAL_RSS_MB = 2048.0
+STROKES = [[(140, 40), (138, 240)], [(70, 50), (210, 50), (120, 240)], [(90, 80), (190, 80), (140, 230)]]
+
+OBSERVER_JS = """
+() => {
+  window.__states = [];
+  const app = document.querySelector('[data-testid="stApp"]');
+  const record = () => window.__states.push([performance.now(), app.getAttribute('data-test-script-state')]);
+  new MutationObserver(record).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}
+"""
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _stroke(page, points, steps: int = 8) -> float:
+    box = await page.locator("canvas.upper-canvas").bounding_box()
+    scale = box["width"] / CANVAS_SIZE
+    jitter_x, jitter_y = random.uniform(-30, 30), random.uniform(-20, 20)
+
+    def at(point):
+        return box["x"] + (point[0] + jitter_x) * scale, box["y"] + (point[1] + jitter_y) * scale
+
+    await page.mouse.move(*at(points[0]))
+    await page.mouse.down()
+    for start, end in zip(points, points[1:], strict=False):
+        for step in range(1, steps + 1):
+            t = step / steps
+            await page.mouse.move(*at((start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)))
+    await page.mouse.up()
+    return await page.evaluate("() => performance.now()")
+
+
+async def _wait_for_prediction(page, released_at: float, timeout_s: float = 30.0) -> tuple[float, float] | None:
+    """Return (rerun ms, end-to-end ms) of the first completed rerun after the stroke."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = await page.evaluate("() => window.__states")
+        running_at = None
+        for stamp, state in states:
+            if stamp < released_at:
+                continue
+            if state == "running":
+                running_at = stamp
+            elif state == "notRunning" and running_at is not None:
+                if await page.locator('[data-testid="stMetricValue"]').count():
+                    return stamp - running_at, stamp - released_at
+                running_at = None
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _visitor(browser, url: str, stop_at: float, samples: list, failures: list) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        await page.goto(f"{url}/draw")
+        await page.locator("canvas.upper-canvas").wait_for()
+        await page.evaluate(OBSERVER_JS)
+        strokes = 0
+        while time.monotonic() < stop_at:
+            released_at = await _stroke(page, random.choice(STROKES))
+            timing = await _wait_for_prediction(page, released_at)
+            if timing is None:
+                failures.append("no prediction within 30 s")
+            else:
+                samples.append(timing)
+            strokes += 1
+            if strokes % 3 == 0:
+                await page.get_by_role("button", name="Clear").click()
+            await asyncio.sleep(random.uniform(1.0, 2.5))
+    except Exception as exc:  # noqa: BLE001 - a broken visitor is a result to report, not a crash.
+        failures.append(f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        await context.close()
+
+
+async def _trainer(browser, url: str, stop_at: float, log: dict) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        await page.goto(f"{url}/train")
+        await page.get_by_text("Train on a subset").click()
+        images = page.get_by_label("Training images")
+        await images.fill("20000")
+        await images.press("Enter")
+        epochs = page.get_by_label("Epochs")
+        await epochs.fill("10")
+        await epochs.press("Enter")
+        await asyncio.sleep(2)
+        await page.get_by_role("button", name="Start training").click()
+        await page.locator('[data-testid="stProgress"]').get_by_text(re.compile(r"step \d+ of")).wait_for()
+        log["training started"] = True
+        while time.monotonic() < stop_at:
+            await asyncio.sleep(1)
+        await page.get_by_role("button", name="Stop training").click()
+        log["training stopped"] = True
+    except Exception as exc:  # noqa: BLE001
+        log["training error"] = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        await context.close()
+
+
+async def _load(url: str, visitors: int, seconds: float, samples, failures, log) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        stop_at = time.monotonic() + seconds
+        tasks = [_trainer(browser, url, stop_at, log)]
+        for index in range(visitors):
+            await asyncio.sleep(0.3)  # Visitors arrive over a few seconds, not in one instant.
+            tasks.append(_visitor(browser, url, stop_at + index * 0.3, samples, failures))
+        await asyncio.gather(*tasks)
+        await browser.close()
+
+
+def run(quick: bool, visitors: int | None = None, seconds: float | None = None) -> dict:
+    visitors = visitors or (3 if quick else 20)
+    seconds = seconds or (25 if quick else 90)
+    random.seed(0)
+    samples: list[tuple[float, float]] = []
+    failures: list[str] = []
+    log: dict = {}
+    rss: list[float] = []
+    with serve_app() as app:
+        server = psutil.Process(app.process.pid)
+        done = threading.Event()
+
+        def sample_memory() -> None:
+            while not done.wait(0.5):
+                try:
+                    rss.append(server.memory_info().rss / 2**20)
+                except psutil.Error:
+                    return
+
+        sampler = threading.Thread(target=sample_memory, daemon=True)
+        sampler.start()
+        try:
+            asyncio.run(_load(app.url, visitors, seconds, samples, failures, log))
+        finally:
+            done.set()
+            sampler.join()
+    if not samples:
+        raise RuntimeError(f"No prediction was measured; failures: {failures[:5]}, {log}")
+    rerun = [s[0] for s in samples]
+    end_to_end = [s[1] for s in samples]
+    p95 = _percentile(rerun, 0.95)
+    peak = max(rss) if rss else float("nan")
+    return {
+        "visitors": visitors,
+        "seconds": seconds,
+        "predictions measured": len(samples),
+        "failed predictions": len(failures),
+        "failures (first 3)": failures[:3],
+        "rerun latency ms (p50/p95/max)": [round(statistics.median(rerun)), round(p95), round(max(rerun))],
+        "mouse-up to prediction ms (p50/p95)": [round(statistics.median(end_to_end)),
+                                                round(_percentile(end_to_end, 0.95))],
+        "server RSS MB (start/peak/end)": [round(rss[0]) if rss else None, round(peak), round(rss[-1]) if rss else None],
+        "training": log,
+        "summary": [
+            {
+                "what": f"hosted load: {visitors} visitors drawing + 1 training, prediction rerun p95",
+                "value": f"{p95:.0f} ms (end to end p95 {_percentile(end_to_end, 0.95):.0f} ms)",
+                "compared_with": "—",
+                "goal": f"p95 ≤ {GOAL_P95_MS:.0f} ms",
+                "met": None if quick else p95 <= GOAL_P95_MS and not failures,
+            },
+            {
+                "what": "hosted load: server RSS peak",
+                "value": f"{peak:.0f} MB",
+                "compared_with": "—",
+                "goal": f"≤ {GOAL_RSS_MB:.0f} MB",
+                "met": None if quick else peak <= GOAL_RSS_MB,
+            },
+        ],
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2, default=str))

@@ -1,0 +1,31 @@
+"""Make every page run inside app.py's navigation, even on a fresh server's very first request.
+
+Streamlit decides once per process whether the app uses the old `pages/` folder convention: it
+assumes so while a `pages/` folder exists, until app.py has called st.navigation. So if the
+first visitor after a restart opens a page URL directly (a shared link to /train), Streamlit
+runs that page on its own — no page config, no sections, raw file names in the sidebar — and
+keeps doing so until someone opens the home page. (AppTest starts every run that way.)
+
+Each page calls `ensure_navigation()` first. In that situation it records that the app
+navigates (what st.navigation itself records), runs app.py in place — its st.navigation picks
+the same page from the URL and runs it — and stops the stray run. Running in place rather than
+rerunning keeps the click that started this run.
+"""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import streamlit as st
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def ensure_navigation() -> None:
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP), run_name="__main__")
+        st.stop()
