@@ -333,7 +333,7 @@ def train(
     reason: StopReason
     if callback.target_reached:
         reason, message = "target_reached", target_message(config.target_accuracy)
-    elif callback.stopped_by_request:
+    elif callback.stopped_by_request and callback.epochs_completed < config.epochs:
         last = callback.history[-1] if callback.history else None
         where = (
             f"during epoch {last['epoch'] + 1} of {config.epochs} (step {callback.steps_done} of {steps_per_epoch})"

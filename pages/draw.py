@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import plotting, preprocess
-from ui import images, loaders
+from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker
 from ui.entry import ensure_navigation
@@ -63,7 +63,7 @@ with result_col:
         st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
                     f"{class_names[int(np.argsort(probabilities)[-2])]} "
                     f"({float(np.sort(probabilities)[-2]):.0%}).")
-        st.pyplot(plotting.probability_bars(probabilities, class_names, title="Probability of each class"), dpi=130)
+        figures.show_figure(plotting.probability_bars(probabilities, class_names, title="Probability of each class"))
 
 if steps is not None:
     st.subheader("What the model sees")
@@ -73,4 +73,5 @@ if steps is not None:
     )
     seen_col, steps_col = st.columns([1, 4], vertical_alignment="center")
     seen_col.image(images.enlarge(steps.final, 168), caption="28×28 input", output_format="PNG")
-    steps_col.pyplot(plotting.preprocess_steps(steps), dpi=130)
+    with steps_col:
+        figures.show_figure(plotting.preprocess_steps(steps))

@@ -1,5 +1,6 @@
 """Evaluate: the active model on the 10,000 test images — accuracy, per class, confusion, and its mistakes."""
 
+import altair as alt
 import numpy as np
 import streamlit as st
 
@@ -74,10 +75,19 @@ with matrix_col:
     st.caption("Rows are the true class, columns the model's answer. Everything off the diagonal is a mistake.")
 with classes_col:
     st.subheader("Accuracy per class")
-    st.bar_chart(
-        {"class": [class_label(names, i) for i in range(len(names))], "accuracy": result.per_class_accuracy},
-        x="class", y="accuracy", height=360, sort=False,
+    rows = [{"class": class_label(names, i), "accuracy": float(a)} for i, a in enumerate(result.per_class_accuracy)]
+    # Start the axis just below the worst class: on a 0–1 axis every bar of a good model looks the same.
+    low = max(0.0, float(np.floor((np.nanmin(result.per_class_accuracy) - 0.01) * 50) / 50))
+    bars = alt.Chart(alt.Data(values=rows)).encode(
+        y=alt.Y("class:N", sort=None, title=None),
+        x=alt.X("accuracy:Q", scale=alt.Scale(domain=[low, 1.0], clamp=True), axis=alt.Axis(format="%")),
+        tooltip=["class:N", alt.Tooltip("accuracy:Q", format=".2%")],
     )
+    chart = bars.mark_bar(color="#4c72b0", clip=True) + bars.mark_text(align="left", dx=3).encode(
+        text=alt.Text("accuracy:Q", format=".1%")
+    )
+    st.altair_chart(chart, height=360)
+    st.caption(f"The axis starts at {low:.0%} so the differences show.")
 
 st.subheader("Look at one cell")
 off_diagonal = result.confusion.copy()

@@ -55,8 +55,8 @@ if exercise.needs_kernel:
                     "flat": ("flat grey", np.full((16, 16), 0.5))}
         columns = st.columns(len(pictures) + 1)
         for column, (name, (caption, picture)) in zip(columns, pictures.items(), strict=False):
-            column.image(images.enlarge(picture, 120), caption=caption, output_format="PNG")
-            column.image(images.enlarge(ops.conv2d(picture, kernel), 120, signed=True),
+            column.image(images.enlarge(picture, 120, frame=True), caption=caption, output_format="PNG")
+            column.image(images.enlarge(ops.conv2d(picture, kernel), 120, signed=True, frame=True),
                          caption=f"response {responses[name]:.2f}", output_format="PNG")
         digit = loaders.dataset("mnist").x_test[0, ..., 0]
         filtered = ops.conv2d(digit, kernel, padding="same")

@@ -94,6 +94,7 @@ else:
     with st.spinner("Following the images through the layers…"):
         journey_maps = [extractor.maps(image) for image in journey_images]
         figures.show("journey", journey_images, journey_maps, channel=int(channel),
-                     title=f"Channel {int(channel)} through the network, {len(picks)} × {data.class_names[label]}")
+                     title=f"Channel {int(channel)} through the network: {len(picks)} test images of "
+                           f"'{data.class_names[label]}'")
     st.caption("Rows are images of the same class, columns the layers. A channel that lights up in the same "
                "place for every row has learned something the class shares.")

@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 import streamlit as st
+from matplotlib.figure import Figure
 
 from cnn_core import plotting
 
@@ -26,3 +27,10 @@ def png(plot: str, *args: Any, **kwargs: Any) -> bytes:
 def show(plot: str, *args: Any, **kwargs: Any) -> None:
     """Draw the figure at its natural size (shrunk to fit the column), so equal cells look equal."""
     st.image(png(plot, *args, **kwargs))
+
+
+def show_figure(figure: Figure, dpi: int = 130) -> None:
+    """Draw a one-off figure (not worth caching) as a PNG at a modest resolution, which renders faster."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    st.image(buffer.getvalue())

@@ -24,11 +24,17 @@ def to_uint8(array: np.ndarray, *, signed: bool = False) -> np.ndarray:
     return np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
 
 
-def enlarge(array: np.ndarray, size: int = 196, *, signed: bool = False) -> np.ndarray:
-    """An (H, W) array as a uint8 picture about `size` pixels wide, each value a square block."""
+def enlarge(array: np.ndarray, size: int = 196, *, signed: bool = False, frame: bool = False) -> np.ndarray:
+    """An (H, W) array as a uint8 picture about `size` pixels wide, each value a square block.
+
+    `frame` draws a thin grey border, so a picture with white edges stays visible on a white page.
+    """
     pixels = to_uint8(array, signed=signed)
     factor = max(1, size // max(pixels.shape[:2]))
-    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+    picture = np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+    if frame:
+        picture = np.pad(picture, 2, constant_values=160)
+    return picture
 
 
 def mosaic(activations: np.ndarray, *, max_channels: int, columns: int = 8, tile: int = 72,

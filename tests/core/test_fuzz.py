@@ -31,7 +31,7 @@ from cnn_core.specs import (
 )
 
 # database=None: no .hypothesis folder in the checkout; every run is seeded from scratch.
-FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 HOSTILE = st.one_of(
     st.none(),

@@ -96,3 +96,28 @@ def test_model_needs_a_fixed_image_input():
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
     with pytest.raises(ValueError, match="fixed-size"):
         Predictor(model)
+
+
+@pytest.mark.parametrize(("dataset", "goal"), [("mnist", 0.993), ("fashion_mnist", 0.915)])
+def test_shipped_default_models(dataset, goal):
+    from cnn_core import datasets
+    from cnn_core.persistence import MODELS_DIR, load_default
+
+    bundle = load_default(dataset)
+    assert (MODELS_DIR / f"default_{dataset}.keras").stat().st_size <= 5 * 1024 * 1024
+    assert bundle.metrics["test_accuracy"] >= goal
+    data = datasets.load(dataset)
+    predictor = Predictor(bundle.model)
+    accuracy = (predictor.predict_batch(data.x_test[:500]).argmax(axis=1) == data.y_test[:500]).mean()
+    assert accuracy >= goal - 0.02
+
+
+def test_default_mnist_model_reads_drawings():
+    from cnn_core import drawing
+    from cnn_core.persistence import load_default
+
+    bundle = load_default("mnist")
+    assert bundle.metrics["drawn_digit_accuracy"] >= 0.97
+    images, labels = drawing.drawn_test_digits(100)
+    predictions = Predictor(bundle.model).predict_batch(images).argmax(axis=1)
+    assert (predictions == labels).mean() >= 0.95

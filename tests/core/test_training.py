@@ -143,6 +143,18 @@ def test_stop_before_start_trains_one_batch(small):
     assert result.stopped_reason == "stopped"
 
 
+def test_stop_during_the_very_last_batch_counts_as_completed(small):
+    stop = threading.Event()
+
+    def press_stop_at_the_end(event):
+        if isinstance(event, BatchEnded) and (event.epoch, event.step) == (1, 9):
+            stop.set()
+
+    result = training.train(experiment(), dataset=small, listeners=[press_stop_at_the_end], stop_event=stop)
+    assert result.stopped_reason == "completed"
+    assert [row["complete"] for row in result.history] == [True, True]
+
+
 def test_target_accuracy_stops_with_the_seed_message(small):
     events = []
     result = training.train(experiment(epochs=8, target_accuracy=0.85), dataset=small, listeners=[events.append])
@@ -291,3 +303,10 @@ def test_chollet_preset_on_full_mnist_reaches_its_reported_accuracy():
     result = training.train(preset.experiment)
     assert result.stopped_reason == "completed"
     assert result.test_accuracy >= 0.986
+
+
+@pytest.mark.slow
+def test_quick_preset_on_full_mnist_reaches_99_percent():
+    result = training.train(presets.get("quick_mnist").experiment)
+    assert result.stopped_reason == "completed"
+    assert result.test_accuracy >= 0.99

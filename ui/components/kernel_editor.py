@@ -14,11 +14,13 @@ ZERO = "all zeros (build your own)"
 
 def show(key: str, *, default: str = "vertical edges", allow_presets: bool = True) -> np.ndarray:
     """Render the editor; return the kernel as a (3, 3) float array."""
-    options = [*PRESETS, ZERO] if allow_presets else [ZERO]
-    preset = st.selectbox(
-        "Start from", options, index=options.index(default) if default in options else 0, key=f"{key}-preset",
-        help="Picking a preset resets the nine weights to that filter.",
-    )
+    preset = ZERO
+    if allow_presets:
+        options = [*PRESETS, ZERO]
+        preset = st.selectbox(
+            "Start from", options, index=options.index(default) if default in options else 0,
+            key=f"{key}-preset", help="Picking a preset resets the nine weights to that filter.",
+        )
     start = PRESETS.get(preset, np.zeros((3, 3)))
     kernel = np.zeros((3, 3), dtype=np.float64)
     # The preset is part of the widget keys, so choosing another preset starts from its weights.

@@ -64,7 +64,8 @@ def _upload(key: str) -> None:
 
 def upload_form(key: str) -> None:
     """A small form to bring in a model trained elsewhere (a .keras file for 28×28×1 images, 10 classes)."""
-    with st.popover("Upload a model", icon=":material/upload:"):
+    with st.popover("Upload", icon=":material/upload:", help="Use a .keras model trained elsewhere",
+                    width="stretch"):
         st.selectbox("It was trained on", DATASETS, format_func=TITLES.get, key=f"{key}-upload-dataset")
         st.file_uploader("A .keras file", type=["keras"], key=f"{key}-upload-file", on_change=_upload,
                          args=(key,), help="Saved with model.save('name.keras'); standard Keras layers only.")
