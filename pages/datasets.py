@@ -6,10 +6,10 @@ import streamlit as st
 from cnn_core.datasets import TITLES
 from cnn_core.specs import DATASETS
 from ui import images, loaders
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 from ui.text import class_label
 
-ensure_navigation()
+start_page()
 
 SAMPLES = 40
 
@@ -37,7 +37,7 @@ if st.button("Show other examples", key="datasets-shuffle"):
     seed = st.session_state["datasets-seed"] = seed + 1
 picks = np.random.default_rng(seed).choice(chosen, size=min(SAMPLES, len(chosen)), replace=False)
 picks.sort()
-st.caption(f"{len(picks)} of {len(chosen):,} {split} images, each labelled with its class.")
+st.caption(f"{len(picks)} of {len(chosen):,} {'training' if split == 'train' else 'test'} images, each labelled with its class.")
 st.image([images.enlarge(x[i], 84) for i in picks], caption=[f"{names[y[i]]}" for i in picks], width=84,
          output_format="PNG")
 

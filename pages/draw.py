@@ -7,10 +7,10 @@ from cnn_core import plotting, preprocess
 from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 from ui.errors import shown_as_error
 
-ensure_navigation()
+start_page()
 
 state = app_state.get()
 

@@ -9,9 +9,9 @@ from cnn_core.specs import Experiment
 from ui import images, loaders
 from ui import state as app_state
 from ui.components import kernel_editor, layer_editor, run_panel, training_controls
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 
-ensure_navigation()
+start_page()
 
 state = app_state.get()
 settings = loaders.settings()

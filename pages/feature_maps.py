@@ -8,11 +8,11 @@ from cnn_core.activations import conv_filters
 from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import image_source, model_picker
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 from ui.errors import shown_as_error
 from ui.text import class_label
 
-ensure_navigation()
+start_page()
 
 JOURNEY_IMAGES = 4
 

@@ -4,9 +4,9 @@ import streamlit as st
 
 from ui import state as app_state
 from ui.components import model_picker
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 
-ensure_navigation()
+start_page()
 
 state = app_state.get()
 

@@ -11,9 +11,9 @@ from cnn_core.datasets import TITLES
 from cnn_core.specs import DATASETS
 from ui import figures, images
 from ui.components import image_source, kernel_editor
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 
-ensure_navigation()
+start_page()
 
 # Seed 001's pooling example: 2×2 max pooling keeps the largest number of each window.
 POOL_EXAMPLE = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=np.float64)
@@ -75,7 +75,8 @@ def cell_by_cell(image: np.ndarray, kernel: np.ndarray) -> None:
     row, col = divmod(position - 1, small_out.shape[1])
     window = small[row : row + 3, col : col + 3]
     products = window * kernel
-    input_col, products_col, output_col = st.columns(3)
+    # Column widths follow the matrix sizes (7, 3, 5 cells), so every cell is drawn the same size.
+    input_col, products_col, output_col = st.columns([7, 4, 5])
     with input_col:
         figures.show("numeric_grid", small, title=f"input {SMALL}×{SMALL}", highlight=(row, col, 3, 3))
     with products_col:
@@ -85,7 +86,7 @@ def cell_by_cell(image: np.ndarray, kernel: np.ndarray) -> None:
                      decimals=2)
     terms = " + ".join(f"({w:.2f}×{k:g})" for w, k in zip(window.ravel(), kernel.ravel(), strict=True))
     st.markdown(f"output[{row}, {col}] = {terms} = **{products.sum():.2f}**")
-    relu_col, pooled_col = st.columns(2)
+    relu_col, pooled_col = st.columns([5, 3])
     small_relu = ops.relu(small_out)
     with relu_col:
         figures.show("numeric_grid", small_relu, title="after ReLU: negatives become 0", decimals=2)

@@ -5,9 +5,9 @@ import streamlit as st
 
 from cnn_core.datasets import TITLES
 from ui import state as app_state
-from ui.entry import ensure_navigation
+from ui.entry import start_page
 
-ensure_navigation()
+start_page()
 
 state = app_state.get()
 

@@ -84,8 +84,8 @@ RECIPES: dict[str, Recipe] = {
             TrainingConfig(dataset="mnist", optimizer="adam", learning_rate=2e-3, batch_size=128, epochs=10,
                            validation_split=0.0, seed=SEED),
         ),
-        drawn_count=45_000,
-        description="Compact convnet for digits, trained on MNIST plus 45,000 training digits re-drawn as "
+        drawn_count=30_000,
+        description="Compact convnet for digits, trained on MNIST plus 30,000 training digits re-drawn as "
         "canvas drawings and prepared like the canvas, so drawn digits are recognised too.",
     ),
     "fashion_mnist": Recipe(

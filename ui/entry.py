@@ -19,6 +19,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.components import training_status
+
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
@@ -29,3 +31,9 @@ def ensure_navigation() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+def start_page() -> None:
+    """What every page does first: run inside the navigation, and show (and keep alive) a running job."""
+    ensure_navigation()
+    training_status.show()

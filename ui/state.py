@@ -19,6 +19,7 @@ from cnn_core.specs import Experiment, Layer, TrainingConfig
 
 if TYPE_CHECKING:
     from cnn_core.activations import FeatureExtractor
+    from cnn_core.evaluation import Evaluation
     from cnn_core.inference import Predictor
     from cnn_core.jobs import TrainingJob
     from cnn_core.persistence import ModelBundle
@@ -28,6 +29,7 @@ STATE_KEY = "app_state"
 # The shipped models are shared read-only by every session; they are named, not copied.
 DEFAULT_MODEL_NAMES = {"mnist": "Default MNIST model", "fashion_mnist": "Default Fashion-MNIST model"}
 STARTING_PRESET = "mnist_functional"
+MAX_SESSION_MODELS = 8
 
 
 @dataclass
@@ -63,7 +65,7 @@ class AppState:
     predictors: dict[str, Predictor] = field(default_factory=dict)
     extractors: dict[str, FeatureExtractor] = field(default_factory=dict)
     # Cached evaluations per model name, so the Evaluate page does not redo 10 000 predictions.
-    evaluations: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
     active_model: str = DEFAULT_MODEL_NAMES["mnist"]
     last_drawing: np.ndarray | None = None
     # Bumped by "Clear": a new canvas key gives a fresh, empty canvas.
@@ -80,7 +82,7 @@ class AppState:
     # Bumped whenever the config is replaced from outside the controls, so their widgets restart.
     training_generation: int = 0
     next_uid: int = 0
-    # Fields fixed by a shared link or an exercise ("model", "epochs", ...).
+    # Fields fixed by a shared link or an exercise ("layers", "epochs", ...; see sharing.LOCKABLE_FIELDS).
     locked: frozenset[str] = frozenset()
     query_loaded: bool = False
     exercise_key: str | None = None
@@ -115,9 +117,6 @@ class AppState:
         self.training_generation += 1
         self.locked = frozenset(locked)
 
-    def is_default(self, name: str) -> bool:
-        return name in DEFAULT_MODEL_NAMES.values()
-
     def model_names(self) -> list[str]:
         return [*DEFAULT_MODEL_NAMES.values(), *self.models]
 
@@ -130,13 +129,22 @@ class AppState:
             number += 1
         return name
 
-    def remove_model(self, name: str) -> None:
-        self.models.pop(name, None)
-        self.predictors.pop(name, None)
-        self.extractors.pop(name, None)
-        self.evaluations.pop(name, None)
-        if self.active_model == name:
-            self.active_model = DEFAULT_MODEL_NAMES["mnist"]
+    def add_model(self, bundle: ModelBundle) -> str:
+        """Keep `bundle` under a name no other model has, make it active, and return that name.
+
+        A session keeps at most MAX_SESSION_MODELS models; the oldest go first, so a long workshop
+        cannot fill the server's memory with one visitor's models.
+        """
+        bundle.name = self.unique_model_name(bundle.name)
+        self.models[bundle.name] = bundle
+        self.active_model = bundle.name
+        while len(self.models) > MAX_SESSION_MODELS:
+            self._forget_model(next(iter(self.models)))
+        return bundle.name
+
+    def _forget_model(self, name: str) -> None:
+        for cache in (self.models, self.predictors, self.extractors, self.evaluations):
+            cache.pop(name, None)
 
 
 def get() -> AppState:

@@ -28,11 +28,11 @@ def run_settings(training: specs.TrainingConfig) -> dict:
     }
 
 
-def model_name(state: AppState, result: TrainingResult) -> str:
+def model_name(result: TrainingResult) -> str:
     experiment = result.experiment
     dataset = TITLES[experiment.training.dataset]
     stopped = ", stopped early" if result.stopped_reason == "stopped" else ""
-    return state.unique_model_name(f"{experiment.model.name} on {dataset} ({result.test_accuracy:.1%}{stopped})")
+    return f"{experiment.model.name} on {dataset} ({result.test_accuracy:.1%}{stopped})"
 
 
 def collect(state: AppState, job: TrainingJob) -> str | None:
@@ -48,7 +48,6 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         return None
     from cnn_core.persistence import ModelBundle
 
-    name = model_name(state, result)
     metrics = {
         "test_accuracy": result.test_accuracy,
         "test_loss": result.test_loss,
@@ -56,10 +55,10 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         "seconds": result.seconds,
         "stopped_reason": result.stopped_reason,
     }
-    state.models[name] = ModelBundle(
-        model=result.model, experiment=result.experiment, metrics=metrics, name=name, source="trained"
-    )
-    state.active_model = name
+    name = state.add_model(ModelBundle(
+        model=result.model, experiment=result.experiment, metrics=metrics, name=model_name(result),
+        source="trained",
+    ))
     experiment = result.experiment
     state.runs.append(
         RunRecord(

@@ -9,7 +9,6 @@ from cnn_core import persistence
 from tests.app.conftest import drawing, texts
 
 
-
 def _needs_default(dataset: str):
     return pytest.mark.skipif(
         not (persistence.MODELS_DIR / f"default_{dataset}.keras").exists(),

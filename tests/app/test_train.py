@@ -41,7 +41,7 @@ def test_train_page_shows_the_starting_preset_with_shapes(open_page):
     table = at.dataframe[0].value
     assert list(table["output"])[0] == "26 × 26 × 32"
     assert list(table["params"]) == [320, 0, 18496, 0, 73856, 0, 11530]
-    assert "**104,202** trainable parameters" in texts(at)
+    assert "**104,202** parameters" in texts(at)
 
 
 def test_a_small_run_trains_and_becomes_the_active_model(open_page):
@@ -146,3 +146,21 @@ def test_a_broken_link_shows_an_error_not_a_traceback(fake_canvas):
     at.switch_page("pages/train.py").run()
     assert not at.exception
     assert any("could not be loaded" in error.value for error in at.error)
+
+
+def test_a_run_keeps_going_on_other_pages_and_lands_in_the_session(open_page):
+    at = configure_small_run(open_page("train"), subset=3_000, epochs=3)
+    at.button(key="train-run-start").click().run()
+    job = app_state(at).training_job
+    at.switch_page("pages/home.py").run()
+    assert not at.exception
+    # Every page shows the run in the sidebar (and sends the heartbeat that keeps it alive).
+    links = [link.proto.label for link in at.sidebar.get("page_link")]
+    assert "Watch it on the Train page" in links
+    job.stop()
+    run_until(at, job_ended)
+    at.run()
+    state = app_state(at)
+    assert job.id in state.collected_jobs
+    assert state.active_model in state.models
+    assert state.active_model in texts(at)

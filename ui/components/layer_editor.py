@@ -119,11 +119,11 @@ def _rows(key: str, disabled: bool) -> None:
     kinds = list(specs.LAYER_TYPES)
     for index, row in enumerate(rows):
         with st.container(border=True):
-            label_col, edit_col, up, down, remove = st.columns([7, 1.6, 1, 1, 1], vertical_alignment="center",
+            label_col, edit_col, up, down, remove = st.columns([5, 2, 0.8, 0.8, 0.8], vertical_alignment="center",
                                                                gap="small")
             # Filled after the settings are read, so the label never lags one rerun behind.
             label = label_col.empty()
-            with edit_col.popover(":material/edit:", help="Change this layer's settings", disabled=disabled,
+            with edit_col.popover("Edit", help="Change this layer's type and settings", disabled=disabled,
                                   width="stretch"):
                 st.selectbox(
                     "Layer type", kinds, kinds.index(row.layer.kind), key=f"{key}-{row.uid}-kind",
@@ -180,5 +180,5 @@ def show(key: str, *, max_params: int, disabled: bool = False, name: str = "cust
             return None
         st.dataframe(summary_table(infos), hide_index=True, width="stretch")
         total = sum(info.params for info in infos)
-        st.caption(f"{len(infos)} layers, **{total:,}** trainable parameters (the limit here is {max_params:,}).")
+        st.caption(f"{len(infos)} layers, **{total:,}** parameters (the limit here is {max_params:,}).")
     return spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import altair as alt
 import streamlit as st
 
 if TYPE_CHECKING:
@@ -44,6 +45,28 @@ def curve_rows(snapshot: ProgressSnapshot, metric: str) -> list[dict]:
     return rows
 
 
+CURVES = {
+    "training (running average)": "#9ecae1",
+    "training (end of epoch)": "#4c72b0",
+    "validation": "#e4572e",
+}
+
+
+def curve_chart(rows: list[dict], metric: str):
+    """Batch curve as a thin line, epoch values as lines with points, one colour per curve."""
+    colour = alt.Color("curve:N", scale=alt.Scale(domain=list(CURVES), range=list(CURVES.values())),
+                       legend=alt.Legend(orient="bottom", direction="vertical", title=None, labelLimit=400))
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("epochs:Q", title="epochs"),
+        y=alt.Y(f"{metric}:Q", title=metric, scale=alt.Scale(zero=False)),
+        color=colour,
+        tooltip=["curve:N", alt.Tooltip("epochs:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
+    )
+    batches = base.transform_filter(alt.datum.curve == "training (running average)").mark_line(strokeWidth=1.5)
+    epochs = base.transform_filter(alt.datum.curve != "training (running average)").mark_line(point=True)
+    return batches + epochs
+
+
 def show_curves(snapshot: ProgressSnapshot) -> None:
     loss_col, accuracy_col = st.columns(2)
     for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
@@ -51,7 +74,7 @@ def show_curves(snapshot: ProgressSnapshot) -> None:
         with column:
             st.markdown(f"**{metric.capitalize()}**")
             if rows:
-                st.line_chart(rows, x="epochs", y=metric, color="curve", height=260)
+                st.altair_chart(curve_chart(rows, metric), height=300)
             else:
                 st.caption("The curve appears after the first batch.")
 

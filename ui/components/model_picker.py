@@ -57,9 +57,8 @@ def _upload(key: str) -> None:
     except ValueError as error:
         st.session_state[f"{key}-upload-message"] = str(error)
         return
-    bundle.name = state.unique_model_name(f"{bundle.name} (uploaded)")
-    state.models[bundle.name] = bundle
-    state.active_model = bundle.name
+    bundle.name = f"{bundle.name} (uploaded)"
+    state.add_model(bundle)
 
 
 def upload_form(key: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from cnn_core import persistence, sharing
 from cnn_core.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
-from tests.app.browser.conftest import screenshot, wait_until_idle
+from tests.app.browser.conftest import screenshot
+from tests.app.browser.harness import draw_stroke, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -48,23 +49,6 @@ def test_every_page_opens_without_an_exception(page, path):
     assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
 
 
-def draw_stroke(page, canvas, points, steps_between: int = 12) -> None:
-    """Press the mouse at the first point, move through the others in small steps, release."""
-    box = canvas.bounding_box()
-    scale = box["width"] / 280
-
-    def at(point):
-        return box["x"] + point[0] * scale, box["y"] + point[1] * scale
-
-    page.mouse.move(*at(points[0]))
-    page.mouse.down()
-    for start, end in zip(points, points[1:], strict=False):
-        for step in range(1, steps_between + 1):
-            t = step / steps_between
-            page.mouse.move(*at((start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)))
-    page.mouse.up()
-
-
 @needs_default_models
 def test_drawn_digits_are_recognised(page):
     page.goto("/draw")
@@ -86,7 +70,7 @@ def test_drawn_digits_are_recognised(page):
 
 
 def progress_step(page) -> int | None:
-    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    text = page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.inner_text()
     match = re.search(r"step (\d+) of", text)
     return int(match.group(1)) if match else None
 
@@ -105,7 +89,7 @@ def test_training_shows_live_curves_and_stops(page):
     wait_until_idle(page)
     page.get_by_role("button", name="Start training").click()
 
-    page.locator('[data-testid="stProgress"]').get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=90_000)
+    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=90_000)
     first = progress_step(page)
     deadline = time.monotonic() + 30
     while progress_step(page) == first and time.monotonic() < deadline:
@@ -113,6 +97,7 @@ def test_training_shows_live_curves_and_stops(page):
     # The fragment redraws the progress (and the curves) while the script is otherwise idle.
     assert progress_step(page) != first
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("Watch it on the Train page").count() == 1
     screenshot(page, "train-running")
 
     page.get_by_role("button", name="Stop training").click()
