@@ -7,7 +7,9 @@ app's script state, so each prediction yields two figures:
   (state → notRunning), i.e. the server's work plus transport;
 - end to end: from mouse-up to the prediction drawn, which also includes the canvas component's own
   delay in sending its image (a few hundred ms by design of streamlit-drawable-canvas).
-Server memory is the RSS of the streamlit process, sampled twice a second.
+The server runs in host mode (CNN_HOST_MODE=1), as the public demo does, so training happens in a
+worker process; server memory is the RSS of the streamlit process plus its workers, sampled twice
+a second.
 The run is bounded in visitors and seconds and only talks to 127.0.0.1.
 """
 
@@ -62,7 +64,7 @@ async def _stroke(page, points, steps: int = 8) -> float:
     return await page.evaluate("() => performance.now()")
 
 
-async def _wait_for_prediction(page, released_at: float, timeout_s: float = 30.0) -> tuple[float, float] | None:
+async def _wait_for_prediction(page, released_at: float, timeout_s: float = 60.0) -> tuple[float, float] | None:
     """Return (rerun ms, end-to-end ms) of the first completed rerun after the stroke."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -94,7 +96,7 @@ async def _visitor(browser, url: str, stop_at: float, samples: list, failures: l
             released_at = await _stroke(page, random.choice(STROKES))
             timing = await _wait_for_prediction(page, released_at)
             if timing is None:
-                failures.append("no prediction within 30 s")
+                failures.append("no prediction within 60 s")
             else:
                 samples.append(timing)
             strokes += 1
@@ -107,6 +109,22 @@ async def _visitor(browser, url: str, stop_at: float, samples: list, failures: l
         await context.close()
 
 
+async def _warm_up(browser, url: str) -> float:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        await page.goto(f"{url}/draw")
+        await page.locator("canvas.upper-canvas").wait_for()
+        await page.evaluate(OBSERVER_JS)
+        timing = await _wait_for_prediction(page, await _stroke(page, STROKES[0]), timeout_s=120)
+        if timing is None:
+            raise RuntimeError("The warm-up visit got no prediction within 120 s.")
+        return round(timing[1])
+    finally:
+        await context.close()
+
+
 async def _trainer(browser, url: str, stop_at: float, log: dict) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -114,10 +132,10 @@ async def _trainer(browser, url: str, stop_at: float, log: dict) -> None:
     try:
         await page.goto(f"{url}/train")
         await page.get_by_text("Train on a subset").click()
-        images = page.get_by_label("Training images")
+        images = page.get_by_role("spinbutton", name="Training images")
         await images.fill("20000")
         await images.press("Enter")
-        epochs = page.get_by_label("Epochs")
+        epochs = page.get_by_role("spinbutton", name="Epochs")
         await epochs.fill("10")
         await epochs.press("Enter")
         await asyncio.sleep(2)
@@ -139,6 +157,9 @@ async def _load(url: str, visitors: int, seconds: float, samples, failures, log)
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # One unmeasured visit first: a real server has long since imported TensorFlow and loaded the
+        # model when a crowd arrives (bench.cold_start measures that first visit on its own).
+        log["warm-up prediction ms"] = await _warm_up(browser, url)
         stop_at = time.monotonic() + seconds
         tasks = [_trainer(browser, url, stop_at, log)]
         for index in range(visitors):
@@ -156,16 +177,23 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
     failures: list[str] = []
     log: dict = {}
     rss: list[float] = []
-    with serve_app() as app:
+    with serve_app({"CNN_HOST_MODE": "1"}) as app:
         server = psutil.Process(app.process.pid)
         done = threading.Event()
+
+        def resident_mb(process: psutil.Process) -> float:
+            try:
+                return process.memory_info().rss / 2**20
+            except psutil.Error:
+                return 0.0  # A worker that just exited holds no memory.
 
         def sample_memory() -> None:
             while not done.wait(0.5):
                 try:
-                    rss.append(server.memory_info().rss / 2**20)
+                    processes = [server, *server.children(recursive=True)]
                 except psutil.Error:
                     return
+                rss.append(sum(resident_mb(p) for p in processes))
 
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
@@ -200,7 +228,7 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
                 "met": None if quick else p95 <= GOAL_P95_MS and not failures,
             },
             {
-                "what": "hosted load: server RSS peak",
+                "what": "hosted load: server RSS peak (server + training worker)",
                 "value": f"{peak:.0f} MB",
                 "compared_with": "—",
                 "goal": f"≤ {GOAL_RSS_MB:.0f} MB",

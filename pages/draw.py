@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from cnn_core import plotting, preprocess
-from ui import figures, images, loaders
+from cnn_core import datasets, preprocess
+from ui import images, loaders
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker
 from ui.entry import start_page
@@ -17,7 +17,7 @@ state = app_state.get()
 st.title("Draw a digit")
 name = model_picker.show("draw-model")
 card = model_picker.card(name)
-class_names = loaders.dataset(card.dataset).class_names
+class_names = datasets.CLASS_NAMES[card.dataset]
 
 
 def _clear() -> None:
@@ -53,6 +53,8 @@ with input_col:
 
 with result_col:
     if image is None:
+        if app_state.default_dataset_of(name) is not None:
+            loaders.warm_up_default_predictor(card.dataset)
         if card.dataset == "mnist":
             st.info("Draw a digit on the black square to see what the model thinks it is.", icon=":material/draw:")
     else:
@@ -63,7 +65,14 @@ with result_col:
         st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
                     f"{class_names[int(np.argsort(probabilities)[-2])]} "
                     f"({float(np.sort(probabilities)[-2]):.0%}).")
-        figures.show_figure(plotting.probability_bars(probabilities, class_names, title="Probability of each class"))
+        # A client-side chart: the server sends ten numbers instead of rendering a picture per stroke.
+        top_column = [float(p) if i == top else 0.0 for i, p in enumerate(probabilities)]
+        other_column = [0.0 if i == top else float(p) for i, p in enumerate(probabilities)]
+        st.bar_chart(
+            {"class": list(class_names), "most likely": top_column, "other classes": other_column},
+            x="class", y=["most likely", "other classes"], color=["#e4572e", "#9db4d6"],
+            horizontal=True, sort=False, stack=True, y_label="probability", x_label="", height=320,
+        )
 
 if steps is not None:
     st.subheader("What the model sees")
@@ -71,7 +80,5 @@ if steps is not None:
         "MNIST digits were cropped, scaled to fit a 20×20 box and centred by their centre of mass in 28×28 "
         "pixels. Your drawing goes through the same steps, so the model gets what it was trained on."
     )
-    seen_col, steps_col = st.columns([1, 4], vertical_alignment="center")
-    seen_col.image(images.enlarge(steps.final, 168), caption="28×28 input", output_format="PNG")
-    with steps_col:
-        figures.show_figure(plotting.preprocess_steps(steps))
+    pictures, captions = images.preprocess_strip(steps)
+    st.image(pictures, caption=captions, width=168, output_format="PNG")

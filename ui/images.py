@@ -64,3 +64,39 @@ def mosaic(activations: np.ndarray, *, max_channels: int, columns: int = 8, tile
         top, left = row * (size_h + gap), col * (size_w + gap)
         canvas[top : top + size_h, left : left + size_w] = block
     return canvas
+
+
+ACCENT_RGB = (228, 87, 46)
+
+
+def _rgb(array: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    grey = enlarge(array, size)
+    factor = grey.shape[0] // np.asarray(array).shape[0]
+    return np.repeat(grey[..., np.newaxis], 3, axis=2), factor
+
+
+def preprocess_strip(steps, size: int = 168) -> tuple[list[np.ndarray], list[str]]:
+    """The preparation of a drawing as pictures and captions: ink with its box, crop, 20-px scale, final.
+
+    Drawn with NumPy rather than Matplotlib because the Draw page redraws this after every
+    stroke, and a Matplotlib figure costs a few hundred milliseconds on a busy server.
+    """
+    ink, factor = _rgb(steps.ink, size)
+    top, left, bottom, right = (value * factor for value in steps.bbox)
+    bottom, right = min(bottom, ink.shape[0]) - 1, min(right, ink.shape[1]) - 1
+    for thickness in range(2):
+        ink[[top + thickness, bottom - thickness], left:right + 1] = ACCENT_RGB
+        ink[top:bottom + 1, [left + thickness, right - thickness]] = ACCENT_RGB
+    final, factor = _rgb(steps.final, size)
+    row, column = (round((value + 0.5) * factor) for value in steps.center_of_mass)
+    arm = max(3, factor)
+    final[max(0, row - 1):row + 1, max(0, column - arm):column + arm] = ACCENT_RGB
+    final[max(0, row - arm):row + arm, max(0, column - 1):column + 1] = ACCENT_RGB
+    pictures = [ink, enlarge(steps.cropped, size), enlarge(steps.scaled, size), final]
+    captions = [
+        f"1. drawing {steps.ink.shape[0]}×{steps.ink.shape[1]}, ink boxed",
+        f"2. cropped {steps.cropped.shape[0]}×{steps.cropped.shape[1]}",
+        f"3. scaled {steps.scaled.shape[0]}×{steps.scaled.shape[1]}",
+        "4. centred 28×28, + centre of mass",
+    ]
+    return pictures, captions

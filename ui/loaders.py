@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -73,6 +74,24 @@ def bundle(name: str) -> ModelBundle:
     if name not in state.models:
         raise ValueError(f"There is no model called {name!r} in this session; pick another one.")
     return state.models[name]
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up_thread(dataset_name: str) -> threading.Thread:
+    thread = threading.Thread(target=_default_predictor, args=(dataset_name,), daemon=True,
+                              name=f"warm-up-{dataset_name}")
+    thread.start()
+    return thread
+
+
+def warm_up_default_predictor(dataset_name: str) -> None:
+    """Start loading TensorFlow and the default model in the background, once per process.
+
+    A visitor needs a few seconds to draw the first stroke; loading meanwhile means the first
+    prediction does not pay for importing TensorFlow. The cache's lock makes a prediction that
+    arrives mid-load wait for this same load instead of starting a second one.
+    """
+    _warm_up_thread(dataset_name)
 
 
 def predictor(name: str) -> Predictor:
