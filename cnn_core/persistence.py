@@ -9,7 +9,6 @@ they come from strangers.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from cnn_core import datasets, specs
+from cnn_core.datasets import file_sha256
 from cnn_core.models import make_optimizer
 from cnn_core.specs import Experiment, TrainingConfig
 
@@ -108,14 +108,6 @@ def _to_builtin(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _description(bundle: ModelBundle) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
@@ -160,7 +152,7 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
         with temp.open("rb") as handle:
             # On disk before the rename, so a power cut cannot leave a renamed but empty file.
             os.fsync(handle.fileno())
-        digest["sha256"] = _sha256(temp)
+        digest["sha256"] = file_sha256(temp)
 
     def write_json(temp: Path) -> None:
         text = json.dumps(description | {"keras_sha256": digest["sha256"]}, indent=2, default=_to_builtin)
@@ -211,7 +203,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         raise ValueError(f"{model_path} does not exist.")
     description = _read_description(json_path)
     expected_sha = description.get("keras_sha256")
-    if expected_sha is not None and _sha256(model_path) != expected_sha:
+    if expected_sha is not None and file_sha256(model_path) != expected_sha:
         raise ValueError(
             f"{model_path} does not match {json_path.name} (a save was interrupted or a file was replaced); "
             "save the model again."

@@ -4,12 +4,13 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import datasets, preprocess
-from ui import images, loaders
+from ui import images, loaders, timing
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
 
+run_started = timing.start()
 start_page()
 
 state = app_state.get()
@@ -82,3 +83,6 @@ if steps is not None:
     )
     pictures, captions = images.preprocess_strip(steps)
     st.image(pictures, caption=captions, width=168, output_format="PNG")
+
+if image is not None:
+    timing.record("draw prediction", run_started)

@@ -84,7 +84,8 @@ def test_training_shows_live_curves_and_stops(page):
     images.fill("3000")
     images.press("Enter")
     epochs = page.get_by_role("spinbutton", name="Epochs")
-    epochs.fill("2")
+    # Long enough that Stop always lands mid-run, however fast the machine trains.
+    epochs.fill("30")
     epochs.press("Enter")
     wait_until_idle(page)
     page.get_by_role("button", name="Start training").click()
