@@ -10,6 +10,18 @@ from ui.components import canvas, image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
 
+PROBABILITY_CHART = {
+    "height": 300,
+    "mark": {"type": "bar", "cornerRadiusEnd": 2},
+    "encoding": {
+        "y": {"field": "class", "type": "nominal", "sort": None, "title": None},
+        "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]},
+              "axis": {"format": "%"}, "title": "probability"},
+        "color": {"condition": {"test": "datum['most likely']", "value": "#e4572e"}, "value": "#9db4d6"},
+        "tooltip": [{"field": "class"}, {"field": "probability", "format": ".1%"}],
+    },
+}
+
 run_started = timing.start()
 start_page()
 
@@ -67,12 +79,10 @@ with result_col:
                     f"{class_names[int(np.argsort(probabilities)[-2])]} "
                     f"({float(np.sort(probabilities)[-2]):.0%}).")
         # A client-side chart: the server sends ten numbers instead of rendering a picture per stroke.
-        top_column = [float(p) if i == top else 0.0 for i, p in enumerate(probabilities)]
-        other_column = [0.0 if i == top else float(p) for i, p in enumerate(probabilities)]
-        st.bar_chart(
-            {"class": list(class_names), "most likely": top_column, "other classes": other_column},
-            x="class", y=["most likely", "other classes"], color=["#e4572e", "#9db4d6"],
-            horizontal=True, sort=False, stack=True, y_label="probability", x_label="", height=320,
+        st.vega_lite_chart(
+            {"class": list(class_names), "probability": [float(p) for p in probabilities],
+             "most likely": [i == top for i in range(len(class_names))]},
+            PROBABILITY_CHART, width="stretch",
         )
 
 if steps is not None:

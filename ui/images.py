@@ -75,6 +75,19 @@ def _rgb(array: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     return np.repeat(grey[..., np.newaxis], 3, axis=2), factor
 
 
+def _tile(picture: np.ndarray, size: int, margin: int = 6) -> np.ndarray:
+    """Fit a picture into a size×size light-grey square, so a row of different shapes lines up."""
+    from PIL import Image
+
+    image = Image.fromarray(picture)
+    scale = size / max(image.size)
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
+    square = Image.new("RGB", (size + 2 * margin, size + 2 * margin), (238, 238, 238))
+    square.paste(image.convert("RGB"), ((square.width - image.width) // 2, (square.height - image.height) // 2))
+    return np.asarray(square)
+
+
 def preprocess_strip(steps, size: int = 168) -> tuple[list[np.ndarray], list[str]]:
     """The preparation of a drawing as pictures and captions: ink with its box, crop, 20-px scale, final.
 
@@ -92,7 +105,7 @@ def preprocess_strip(steps, size: int = 168) -> tuple[list[np.ndarray], list[str
     arm = max(3, factor)
     final[max(0, row - 1):row + 1, max(0, column - arm):column + arm] = ACCENT_RGB
     final[max(0, row - arm):row + arm, max(0, column - 1):column + 1] = ACCENT_RGB
-    pictures = [ink, enlarge(steps.cropped, size), enlarge(steps.scaled, size), final]
+    pictures = [_tile(picture, size) for picture in (ink, enlarge(steps.cropped, size), enlarge(steps.scaled, size), final)]
     captions = [
         f"1. drawing {steps.ink.shape[0]}×{steps.ink.shape[1]}, ink boxed",
         f"2. cropped {steps.cropped.shape[0]}×{steps.cropped.shape[1]}",
