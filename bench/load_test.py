@@ -86,14 +86,24 @@ async def _wait_for_prediction(page, released_at: float, timeout_s: float = 60.0
     return None
 
 
-async def _visitor(browser, url: str, stop_at: float, samples: list, failures: list) -> None:
+async def _open_draw_page(browser, url: str):
+    """A fresh visitor (browser context) on the Draw page, with the script-state observer installed."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(120_000)
+    await page.goto(f"{url}/draw")
+    await page.locator("canvas.upper-canvas").wait_for()
+    await page.evaluate(OBSERVER_JS)
+    return context, page
+
+
+async def _visitor(browser, url: str, stop_at: float, samples: list, failures: list) -> None:
     try:
-        await page.goto(f"{url}/draw")
-        await page.locator("canvas.upper-canvas").wait_for()
-        await page.evaluate(OBSERVER_JS)
+        context, page = await _open_draw_page(browser, url)
+    except Exception as exc:  # noqa: BLE001 - a visitor that never got in is a result to report.
+        failures.append(f"could not open the Draw page: {type(exc).__name__}: {exc}"[:200])
+        return
+    try:
         strokes = 0
         while time.monotonic() < stop_at:
             released_at = await _stroke(page, random.choice(STROKES))
@@ -113,13 +123,8 @@ async def _visitor(browser, url: str, stop_at: float, samples: list, failures: l
 
 
 async def _warm_up(browser, url: str) -> float:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(120_000)
+    context, page = await _open_draw_page(browser, url)
     try:
-        await page.goto(f"{url}/draw")
-        await page.locator("canvas.upper-canvas").wait_for()
-        await page.evaluate(OBSERVER_JS)
         timing = await _wait_for_prediction(page, await _stroke(page, STROKES[0]), timeout_s=120)
         if timing is None:
             raise RuntimeError("The warm-up visit got no prediction within 120 s.")
