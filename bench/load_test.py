@@ -115,6 +115,9 @@ async def _visitor(browser, url: str, stop_at: float, samples: list, failures: l
             strokes += 1
             if strokes % 3 == 0:
                 await page.get_by_role("button", name="Clear").click()
+                # A stroke on the old canvas while the new one mounts would be lost, not slow.
+                await page.locator('[data-testid="stMetricValue"]').wait_for(state="detached", timeout=60_000)
+                await page.locator("canvas.upper-canvas").wait_for()
             await asyncio.sleep(random.uniform(1.0, 2.5))
     except Exception as exc:  # noqa: BLE001 - a broken visitor is a result to report, not a crash.
         failures.append(f"{type(exc).__name__}: {exc}"[:200])
