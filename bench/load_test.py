@@ -86,11 +86,17 @@ async def _wait_for_prediction(page, released_at: float, timeout_s: float = 60.0
     return None
 
 
-async def _open_draw_page(browser, url: str):
-    """A fresh visitor (browser context) on the Draw page, with the script-state observer installed."""
+async def _new_visitor(browser):
+    """A fresh browser context, as a separate person with their own Streamlit session."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(120_000)
+    return context, page
+
+
+async def _open_draw_page(browser, url: str):
+    """A fresh visitor on the Draw page, with the script-state observer installed."""
+    context, page = await _new_visitor(browser)
     await page.goto(f"{url}/draw")
     await page.locator("canvas.upper-canvas").wait_for()
     await page.evaluate(OBSERVER_JS)
@@ -137,9 +143,7 @@ async def _warm_up(browser, url: str) -> float:
 
 
 async def _trainer(browser, url: str, stop_at: float, log: dict) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(120_000)
+    context, page = await _new_visitor(browser)
     try:
         await page.goto(f"{url}/train")
         await page.get_by_text("Train on a subset").click()
