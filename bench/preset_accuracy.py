@@ -2,17 +2,44 @@
 
 The full run trains every preset that reports an accuracy with its own epochs and batch size;
 `quick` trains each on 2,000 images for one epoch only to prove the path still works.
+
+A seed that kept its best epoch's weights (the Fashion-MNIST tutorial) chose that epoch on the
+test set. For such a preset the like-for-like row repeats the seed's protocol with plain Keras;
+the app's own run, which chooses on a validation split, is reported next to it for reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from cnn_core import presets
-from cnn_core.training import train
+from cnn_core import datasets, presets
+from cnn_core.datasets import Dataset
+from cnn_core.models import build_model
+from cnn_core.training import EVALUATION_BATCH_SIZE, train
 
 # Within this many accuracy points of the seed's reported figure counts as reproduced.
 TOLERANCE_POINTS = 0.5
+
+
+def seed_protocol(preset: presets.Preset, dataset: Dataset | None = None) -> dict:
+    """Train the preset's model the way its seed notebook did when it kept the best epoch's weights.
+
+    The seed fit on all the training images with the test set as `validation_data`, so its
+    checkpoint picked the epoch with the best *test* accuracy. The app never selects on the test
+    set; this plain-Keras run exists only to compare like with like against the seed's figure.
+    Returns the test accuracy of every epoch, the best one (the seed's protocol) and the last one.
+    """
+    config = preset.training
+    dataset = dataset if dataset is not None else datasets.load(config.dataset)
+    model = build_model(preset.model, config)
+    history = model.fit(
+        dataset.x_train, dataset.y_train, batch_size=config.batch_size, epochs=config.epochs,
+        validation_data=(dataset.x_test, dataset.y_test), validation_batch_size=EVALUATION_BATCH_SIZE, verbose=0,
+    )
+    per_epoch = [round(float(value), 4) for value in history.history["val_accuracy"]]
+    best = max(range(len(per_epoch)), key=per_epoch.__getitem__)
+    return {"test accuracy per epoch": per_epoch, "best epoch": best + 1, "best test accuracy": per_epoch[best],
+            "last test accuracy": per_epoch[-1]}
 
 
 def run(quick: bool) -> dict:
@@ -28,16 +55,53 @@ def run(quick: bool) -> dict:
         gap = (outcome.test_accuracy - preset.reported_accuracy) * 100
         result[f"{preset.key} test accuracy"] = round(outcome.test_accuracy, 4)
         result[f"{preset.key} seconds"] = round(outcome.seconds, 1)
-        result["summary"].append(
-            {
-                "what": f"preset `{preset.key}` test accuracy ({experiment.training.epochs} epochs)",
-                "value": f"{outcome.test_accuracy:.2%}",
-                "compared_with": f"seed: {preset.reported_accuracy:.2%}",
-                "goal": f"within {TOLERANCE_POINTS} points (or above)",
-                "met": None if quick else gap >= -TOLERANCE_POINTS,
-            }
-        )
+        row = {
+            "what": f"preset `{preset.key}` test accuracy ({experiment.training.epochs} epochs)",
+            "value": f"{outcome.test_accuracy:.2%}",
+            "compared_with": f"seed: {preset.reported_accuracy:.2%}",
+            "goal": f"within {TOLERANCE_POINTS} points (or above)",
+            "met": None if quick else gap >= -TOLERANCE_POINTS,
+        }
+        if experiment.training.restore_best:
+            row |= _seed_protocol_rows(preset, experiment, quick, result)
+        result["summary"].append(row)
     return result
+
+
+def _seed_protocol_rows(preset: presets.Preset, experiment, quick: bool, result: dict) -> dict:
+    """For a preset whose seed kept its best epoch: add the like-for-like row; return changes to the app's row.
+
+    The seed chose that epoch by test accuracy, which the app never does, so its figure is compared
+    with the same protocol here, and the app's own run (best epoch on its validation split) is
+    reported beside it without a goal.
+    """
+    dataset = datasets.load(experiment.training.dataset)
+    if quick:
+        dataset = Dataset(dataset.name, dataset.x_train[:2000], dataset.y_train[:2000], dataset.x_test[:1000],
+                          dataset.y_test[:1000], dataset.class_names)
+    seed_run = seed_protocol(dataclasses.replace(preset, experiment=experiment), dataset)
+    for key, value in seed_run.items():
+        result[f"{preset.key} seed protocol {key}"] = value
+    gap = (seed_run["best test accuracy"] - preset.reported_accuracy) * 100
+    epochs = experiment.training.epochs
+    result["summary"].append(
+        {
+            "what": f"preset `{preset.key}`, seed's protocol: all {len(dataset.x_train):,} training images, "
+            f"best of {epochs} epochs by test accuracy",
+            "value": f"{seed_run['best test accuracy']:.2%} (epoch {seed_run['best epoch']}; last epoch "
+            f"{seed_run['last test accuracy']:.2%})",
+            "compared_with": f"seed: {preset.reported_accuracy:.2%}",
+            "goal": f"within {TOLERANCE_POINTS} points (or above)",
+            "met": None if quick else gap >= -TOLERANCE_POINTS,
+        }
+    )
+    split = experiment.training.validation_split
+    return {
+        "what": f"preset `{preset.key}` as the app trains it: {1 - split:.0%} of the training images, best of "
+        f"{epochs} epochs by validation accuracy",
+        "goal": "for reference: the seed's figure picked its epoch on the test set",
+        "met": None,
+    }
 
 
 if __name__ == "__main__":

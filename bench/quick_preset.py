@@ -14,6 +14,7 @@ The machine is shared, so the notes record the load average; compare the two pre
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -54,10 +55,11 @@ def _probe(dataset: Dataset, checkpoints: set[int]):
 
 
 def learning_curve(preset: presets.Preset, dataset: Dataset, epochs: int | None = None) -> dict:
-    config = preset.training
-    epochs = epochs or config.epochs
-    model = build_model(preset.model, config)
+    # A shorter run (quick mode) gets its learning-rate schedule fitted to its own length, as train() would.
+    config = dataclasses.replace(preset.training, epochs=epochs or preset.training.epochs)
+    epochs = config.epochs
     steps = -(-len(dataset.x_train) // config.batch_size)
+    model = build_model(preset.model, config, steps_per_epoch=steps)
     checkpoints = {round(steps * (e + q / CHECKS_PER_EPOCH)) for e in range(epochs) for q in range(1, CHECKS_PER_EPOCH + 1)}
     probe = _probe(dataset, checkpoints)
     batches = training.shuffled_batches(dataset.x_train, dataset.y_train, config.batch_size, epochs, config.seed)

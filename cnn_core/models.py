@@ -58,8 +58,36 @@ def _keras_layer(layer: specs.Layer, name: str):
     raise ValueError(f"Unknown layer {layer!r}.")
 
 
-def make_optimizer(training: TrainingConfig):
-    """The Keras optimizer a training config names, with its learning rate."""
+def learning_rate_schedule(training: TrainingConfig, total_steps: int | None):
+    """The learning rate for the optimizer: a float, or a Keras schedule over `total_steps` steps.
+
+    Without `total_steps` (a loaded model compiled for evaluation, whose run length is unknown)
+    every schedule falls back to its peak rate, held constant.
+    """
+    import keras
+
+    if training.lr_schedule not in specs.LR_SCHEDULES:
+        raise ValueError(
+            f"Unknown learning-rate schedule {training.lr_schedule!r}; use one of {', '.join(specs.LR_SCHEDULES)}."
+        )
+    if training.lr_schedule == "constant" or total_steps is None:
+        return training.learning_rate
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"A learning-rate schedule needs a positive whole number of steps, got {total_steps!r}.")
+    if training.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=total_steps)
+    # one_cycle: at least one warm-up and one decay step, so even a one-step run has a valid schedule.
+    warmup_steps = max(1, round(total_steps * specs.ONE_CYCLE_WARMUP))
+    return keras.optimizers.schedules.CosineDecay(
+        training.learning_rate / 10,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=training.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(training: TrainingConfig, total_steps: int | None = None):
+    """The Keras optimizer a training config names, with its learning rate or schedule over `total_steps`."""
     import keras
 
     classes = {
@@ -71,13 +99,19 @@ def make_optimizer(training: TrainingConfig):
     }
     if training.optimizer not in classes:
         raise ValueError(f"Unknown optimizer {training.optimizer!r}; use one of {', '.join(classes)}.")
-    return classes[training.optimizer](learning_rate=training.learning_rate)
+    return classes[training.optimizer](learning_rate=learning_rate_schedule(training, total_steps))
 
 
 def build_model(
-    spec: ModelSpec, training: TrainingConfig | None = None, max_params: int = DEFAULT_MAX_PARAMS
+    spec: ModelSpec,
+    training: TrainingConfig | None = None,
+    max_params: int = DEFAULT_MAX_PARAMS,
+    steps_per_epoch: int | None = None,
 ) -> keras.Model:
     """Build and compile the functional model a spec describes, with weights seeded by `training.seed`.
+
+    `steps_per_epoch` lets the optimizer's learning-rate schedule span the whole run
+    (`training.epochs` epochs); without it the learning rate stays constant.
 
     Layers are named after their kind and position (``conv2d_1``, ``maxpool_2``…) so feature maps
     and summaries can refer to the spec's own numbering.
@@ -94,7 +128,9 @@ def build_model(
             outputs = _keras_layer(layer, f"{layer.kind}_{index}")(outputs)
         model = keras.Model(inputs, outputs, name=_model_name(spec.name))
     model.compile(
-        optimizer=make_optimizer(training),
+        optimizer=make_optimizer(
+            training, total_steps=None if steps_per_epoch is None else steps_per_epoch * training.epochs
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -31,6 +31,7 @@ LOCKABLE_FIELDS = (
     "dataset",
     "optimizer",
     "learning_rate",
+    "lr_schedule",
     "batch_size",
     "epochs",
     "validation_split",

@@ -14,6 +14,11 @@ from typing import Any, ClassVar, Literal
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "linear", "softmax")
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw", "nadam")
+# How the learning rate moves during a run: "constant" keeps it; "cosine" lowers it along a half
+# cosine to 0 by the last step; "one_cycle" first warms up from a tenth of it to the full rate over
+# the first ONE_CYCLE_WARMUP of the steps, then follows the same cosine down to 0.
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
+ONE_CYCLE_WARMUP = 0.15
 DATASETS = ("mnist", "fashion_mnist")
 PADDINGS = ("valid", "same")
 
@@ -131,6 +136,8 @@ class TrainingConfig:
     dataset: str = "mnist"
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    # The learning rate above is the peak of the schedule (see LR_SCHEDULES).
+    lr_schedule: str = "constant"
     batch_size: int = 64
     epochs: int = 5
     validation_split: float = 0.1
@@ -370,6 +377,10 @@ def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_
     lr = config.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not 1e-6 <= lr <= 1.0:
         raise ValueError(f"Learning rate {lr!r} is out of range; use a value from 0.000001 to 1 (0.001 is typical).")
+    if not isinstance(config.lr_schedule, str) or config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"Unknown learning-rate schedule {config.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}."
+        )
     _int_field("Training", "batch_size", config.batch_size, MIN_BATCH, MAX_BATCH)
     _int_field("Training", "epochs", config.epochs, 1, max_epochs)
     _int_field("Training", "seed", config.seed, 0, 2**31 - 1)

@@ -292,10 +292,10 @@ def train(
         dataset = datasets.load(config.dataset)
     specs.validate_training(config, max_train_size=len(dataset.x_train))
     data = split_data(experiment, dataset)
-    model = build_model(experiment.model, config, max_params=max_params)
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    model = build_model(experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch)
 
     dispatch = _Dispatcher(listeners)
-    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     callback = _forwarding_callback(
         dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best
     )

@@ -34,8 +34,7 @@ class_names = datasets.CLASS_NAMES[card.dataset]
 
 
 def _clear() -> None:
-    # A new key gives a new, empty canvas.
-    state.canvas_generation += 1
+    state.canvas_clears += 1
 
 
 input_col, result_col = st.columns([1, 1], gap="large")
@@ -44,8 +43,8 @@ image = None
 with input_col:
     if card.dataset == "mnist":
         st.caption("Draw one digit, as large as you like; the guess updates every time you lift the mouse.")
-        rgba = canvas.show(key=f"draw-canvas-{state.canvas_generation}",
-                           stroke_width=st.session_state.get("draw-brush", 18))
+        rgba = canvas.show(key="draw-canvas", stroke_width=st.session_state.get("draw-brush", 18),
+                           clears=state.canvas_clears)
         brush_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
         brush_col.slider("Brush width", 6, 40, 18, key="draw-brush")
         clear_col.button("Clear", on_click=_clear, key="draw-clear", width="stretch")

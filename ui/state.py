@@ -68,8 +68,8 @@ class AppState:
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     active_model: str = DEFAULT_MODEL_NAMES["mnist"]
     last_drawing: np.ndarray | None = None
-    # Bumped by "Clear": a new canvas key gives a fresh, empty canvas.
-    canvas_generation: int = 0
+    # Bumped by "Clear": the canvas empties itself when the count changes.
+    canvas_clears: int = 0
     # The session's current (or last) training job; the queue runs it, the session only watches it.
     training_job: TrainingJob | None = None
     last_result_message: str | None = None

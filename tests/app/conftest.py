@@ -38,14 +38,21 @@ def drawing(digit: str, size: int = canvas_component.CANVAS_SIZE, width: int = 1
 
 
 class FakeCanvas:
-    """Stands in for the browser canvas: whatever `image` holds is what the user 'drew'."""
+    """Stands in for the browser canvas: whatever `image` holds is what the user 'drew'.
+
+    Like the real component, a new `clears` count empties it.
+    """
 
     def __init__(self) -> None:
         self.image: np.ndarray | None = None
         self.keys: list[str] = []
+        self.clears: list[int] = []
 
-    def render(self, *, key: str, stroke_width: int, size: int) -> np.ndarray | None:
+    def render(self, *, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray | None:
+        if self.clears and clears != self.clears[-1]:
+            self.image = None
         self.keys.append(key)
+        self.clears.append(clears)
         return self.image
 
 

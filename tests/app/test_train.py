@@ -164,3 +164,22 @@ def test_a_run_keeps_going_on_other_pages_and_lands_in_the_session(open_page):
     assert job.id in state.collected_jobs
     assert state.active_model in state.models
     assert state.active_model in texts(at)
+
+
+def test_the_schedule_control_writes_the_config_and_honours_a_lock(open_page, fake_canvas):
+    at = open_page("train")
+    at.selectbox(key=settings_key(at, "schedule")).set_value("one_cycle").run()
+    assert not at.exception
+    assert app_state(at).editor_training.lr_schedule == "one_cycle"
+
+    experiment = Experiment(
+        ModelSpec((Flatten(), Dense(10, "softmax")), name="scheduled"),
+        TrainingConfig(learning_rate=0.01, lr_schedule="cosine"),
+    )
+    linked = AppTest.from_file(str(APP), default_timeout=120)
+    linked.query_params.update(sharing.to_query_params(experiment, locked={"lr_schedule"}))
+    linked.run()
+    linked.switch_page("pages/train.py").run()
+    schedule = linked.selectbox(key=settings_key(linked, "schedule"))
+    assert schedule.value == "cosine" and schedule.disabled
+    assert app_state(linked).editor_training.lr_schedule == "cosine"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnn_core import specs
-from cnn_core.models import build_model
+from cnn_core.models import build_model, learning_rate_schedule, make_optimizer
 from cnn_core.specs import (
     BatchNorm,
     Conv2D,
@@ -72,3 +72,52 @@ def test_invalid_spec_raises_the_spec_error():
         build_model(ModelSpec((Dense(10), Flatten(), Dense(10, "softmax"))))
     with pytest.raises(ValueError, match="limit of 1,000"):
         build_model(ModelSpec((Flatten(), Dense(10, "softmax"))), max_params=1000)
+
+
+def test_cosine_schedule_goes_from_the_rate_to_zero_over_the_run():
+    schedule = learning_rate_schedule(TrainingConfig(learning_rate=0.01, lr_schedule="cosine"), total_steps=100)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(50)) == pytest.approx(0.005)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_one_cycle_warms_up_from_a_tenth_then_decays_to_zero():
+    schedule = learning_rate_schedule(TrainingConfig(learning_rate=0.01, lr_schedule="one_cycle"), total_steps=200)
+    # 15% of 200 steps = 30 warm-up steps, from 0.001 up to the 0.01 peak, then 170 steps of cosine.
+    assert float(schedule(0)) == pytest.approx(0.001)
+    assert float(schedule(15)) == pytest.approx(0.0055)
+    assert float(schedule(30)) == pytest.approx(0.01)
+    assert float(schedule(30 + 85)) == pytest.approx(0.005)
+    assert float(schedule(200)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_one_cycle_works_for_a_one_step_run():
+    schedule = learning_rate_schedule(TrainingConfig(learning_rate=0.01, lr_schedule="one_cycle"), total_steps=1)
+    assert float(schedule(0)) == pytest.approx(0.001)
+    assert float(schedule(1)) == pytest.approx(0.01)
+
+
+def test_constant_schedule_and_unknown_run_length_give_a_plain_rate():
+    assert learning_rate_schedule(TrainingConfig(learning_rate=0.02), total_steps=100) == 0.02
+    # A loaded model compiled for evaluation does not know its run length: the peak rate, held.
+    assert learning_rate_schedule(TrainingConfig(learning_rate=0.02, lr_schedule="cosine"), total_steps=None) == 0.02
+    optimizer = make_optimizer(TrainingConfig(optimizer="sgd", learning_rate=0.02, lr_schedule="one_cycle"))
+    assert float(optimizer.learning_rate) == pytest.approx(0.02)
+
+
+def test_schedule_errors_are_value_errors():
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule 'linear'"):
+        learning_rate_schedule(TrainingConfig(lr_schedule="linear"), total_steps=10)
+    with pytest.raises(ValueError, match="positive whole number of steps, got 0"):
+        learning_rate_schedule(TrainingConfig(lr_schedule="cosine"), total_steps=0)
+
+
+def test_build_model_spans_the_schedule_over_all_epochs():
+    spec = ModelSpec((Flatten(), Dense(10, "softmax")))
+    model = build_model(spec, TrainingConfig(learning_rate=0.01, lr_schedule="cosine", epochs=4), steps_per_epoch=25)
+    # The optimizer reads its rate at its current step: half way through 4 × 25 steps, half the rate.
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    model.optimizer.iterations.assign(50)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
+    model.optimizer.iterations.assign(100)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

@@ -34,14 +34,15 @@ def test_round_trip_keeps_locked_fields_and_every_training_setting():
         ModelSpec((Conv2D(8, 5, strides=2, padding="same", activation="tanh"), MaxPool(2), Flatten(),
                    Dense(10, "softmax")), name="mine"),
         TrainingConfig(dataset="fashion_mnist", optimizer="sgd", learning_rate=0.05, batch_size=17, epochs=3,
-                       validation_split=0.2, seed=42, train_subset=1234, target_accuracy=0.9, restore_best=True),
+                       validation_split=0.2, seed=42, train_subset=1234, target_accuracy=0.9, restore_best=True,
+                       lr_schedule="cosine"),
     )
-    params = to_query_params(experiment, locked={"epochs", "layers", "dataset"})
+    params = to_query_params(experiment, locked={"epochs", "layers", "dataset", "lr_schedule"})
     # The lock list follows LOCKABLE_FIELDS' order, so equal lock sets give equal links.
-    assert params["lock"] == "layers,dataset,epochs"
+    assert params["lock"] == "layers,dataset,lr_schedule,epochs"
     restored, locked = from_query_params(params)
     assert restored == experiment
-    assert locked == frozenset({"layers", "dataset", "epochs"})
+    assert locked == frozenset({"layers", "dataset", "epochs", "lr_schedule"})
 
 
 def test_links_are_compact_and_url_safe():

@@ -119,11 +119,20 @@ def test_too_many_layers():
         ({"target_accuracy": 1.5}, "Target accuracy"),
         ({"restore_best": True, "validation_split": 0.0}, "validation split above 0"),
         ({"seed": -1}, "seed"),
+        ({"lr_schedule": "step"}, "Unknown learning-rate schedule 'step'; use one of constant, cosine, one_cycle"),
+        ({"lr_schedule": None}, "Unknown learning-rate schedule None"),
     ],
 )
 def test_bad_training_settings(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         specs.validate_training(TrainingConfig(**changes))
+
+
+def test_training_json_without_a_schedule_keeps_a_constant_rate():
+    # Configs saved before schedules existed have no lr_schedule field; they must load unchanged.
+    config = TrainingConfig.from_dict({"optimizer": "sgd", "learning_rate": 0.05})
+    assert config.lr_schedule == "constant"
+    specs.validate_training(config)
 
 
 def test_training_limits_from_host_settings():
@@ -139,10 +148,12 @@ def test_experiment_json_round_trip():
         spec(Conv2D(16, 5, strides=2, padding="same", activation="tanh"), BatchNorm(), AvgPool(2), Dropout(0.3),
              GlobalAvgPool(), Dense(32, "gelu"), HEAD, name="round trip"),
         TrainingConfig(dataset="fashion_mnist", optimizer="sgd", learning_rate=0.05, batch_size=256, epochs=3,
-                       validation_split=0.2, seed=7, train_subset=1000, target_accuracy=0.95, restore_best=True),
+                       validation_split=0.2, seed=7, train_subset=1000, target_accuracy=0.95, restore_best=True,
+                       lr_schedule="one_cycle"),
     )
     again = Experiment.from_json(experiment.to_json())
     assert again == experiment
+    assert again.training.lr_schedule == "one_cycle"
     assert json.loads(again.to_json()) == json.loads(experiment.to_json())
 
 

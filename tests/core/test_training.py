@@ -310,3 +310,10 @@ def test_quick_preset_on_full_mnist_reaches_99_percent():
     result = training.train(presets.get("quick_mnist").experiment)
     assert result.stopped_reason == "completed"
     assert result.test_accuracy >= 0.99
+
+
+def test_a_scheduled_run_ends_with_the_rate_at_zero(small):
+    result = training.train(experiment(lr_schedule="cosine"), dataset=small)
+    # 2 epochs × 9 steps: the cosine schedule spans exactly the run train() does.
+    assert int(result.model.optimizer.iterations) == 18
+    assert float(result.model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

@@ -13,8 +13,12 @@ BACKGROUND = "#000000"
 INK = "#FFFFFF"
 
 
-def render(*, key: str, stroke_width: int, size: int) -> np.ndarray | None:
-    """Draw the real canvas; return its RGBA pixels (H, W, 4) uint8, or None before the first stroke."""
+def render(*, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray | None:
+    """Draw the real canvas; return its RGBA pixels (H, W, 4) uint8, or None before the first stroke.
+
+    `clears` counts the Clear presses: a new count empties the canvas in place. A new key would
+    empty it too, but it mounts a new canvas, and a stroke drawn while that one starts up is lost.
+    """
     # Imported here: the component registers itself with the running Streamlit server on import.
     from streamlit_drawable_canvas import st_canvas
 
@@ -26,6 +30,8 @@ def render(*, key: str, stroke_width: int, size: int) -> np.ndarray | None:
         height=size,
         drawing_mode="freedraw",
         return_image_data=True,
+        # The component redraws itself from `initial_drawing` whenever that changes; the count makes it change.
+        initial_drawing={"objects": [], "clears": clears},
         key=key,
     )
     image = result.image_data
@@ -38,6 +44,9 @@ def render(*, key: str, stroke_width: int, size: int) -> np.ndarray | None:
     return image
 
 
-def show(*, key: str, stroke_width: int = 18, size: int = CANVAS_SIZE) -> np.ndarray | None:
-    """A white-on-black drawing area, like an MNIST digit; returns RGBA pixels or None while empty."""
-    return render(key=key, stroke_width=stroke_width, size=size)
+def show(*, key: str, stroke_width: int = 18, size: int = CANVAS_SIZE, clears: int = 0) -> np.ndarray | None:
+    """A white-on-black drawing area, like an MNIST digit; returns RGBA pixels or None while empty.
+
+    Raise `clears` to empty the canvas.
+    """
+    return render(key=key, stroke_width=stroke_width, size=size, clears=clears)

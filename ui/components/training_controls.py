@@ -1,4 +1,4 @@
-"""Hyper-parameter controls: dataset, optimiser, learning rate, batch size, epochs and stopping rules.
+"""Hyper-parameter controls: dataset, optimiser, learning rate and its schedule, batch size, epochs and stopping rules.
 
 Values start from the session's `editor_training` (a preset, a shared link or an exercise) and are
 written back on every run, so leaving the page and coming back keeps them. Fields named in
@@ -14,10 +14,15 @@ import streamlit as st
 from cnn_core import specs
 from cnn_core.datasets import TITLES
 from cnn_core.settings import Settings
-from cnn_core.specs import OPTIMIZERS, TrainingConfig
+from cnn_core.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
 from ui import state as app_state
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SCHEDULE_LABELS = {
+    "constant": "Constant",
+    "cosine": "Cosine decay to 0",
+    "one_cycle": "One cycle: warm up, then cosine to 0",
+}
 
 
 def _nearest_rate(value: float) -> float:
@@ -48,6 +53,13 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         "Learning rate", LEARNING_RATES, _nearest_rate(current.learning_rate), key=f"{prefix}-lr",
         format_func=lambda rate: f"{rate:g}", disabled=is_locked("learning_rate"),
         help="How big each weight update is. Too high: the loss jumps around. Too low: it barely moves.",
+    )
+    lr_schedule = left.selectbox(
+        "Learning-rate schedule", LR_SCHEDULES, LR_SCHEDULES.index(current.lr_schedule)
+        if current.lr_schedule in LR_SCHEDULES else 0, format_func=SCHEDULE_LABELS.get,
+        key=f"{prefix}-schedule", disabled=is_locked("lr_schedule"),
+        help="Decaying the rate to 0 by the last step lets a short run settle into a good minimum; "
+        "the learning rate above is the peak.",
     )
     epochs = middle.number_input(
         "Epochs", 1, settings.max_epochs, min(current.epochs, settings.max_epochs), key=f"{prefix}-epochs",
@@ -89,7 +101,8 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         disabled=is_locked("restore_best"),
     )
     config = dataclasses.replace(
-        current, dataset=dataset, optimizer=optimizer, learning_rate=float(learning_rate), epochs=int(epochs),
+        current, dataset=dataset, optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=lr_schedule,
+        epochs=int(epochs),
         batch_size=int(batch_size), validation_split=round(float(validation_split), 2), train_subset=train_subset,
         target_accuracy=target_accuracy, restore_best=restore_best,
     )

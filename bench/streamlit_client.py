@@ -1,0 +1,118 @@
+"""A minimal Streamlit client that speaks the app's websocket protocol, for load tests.
+
+A headless browser per simulated visitor spends most of the machine's CPU on rendering, so on a
+small server the load generator competes with the server it measures. This client sends exactly
+what a browser tab sends (a `rerun_script` message with the page and widget states) and reads the
+replies, at the cost of a few protobuf messages. Widget ids are learned from the server's replies,
+so the client stays in step with the app's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+# A widget id is "$$ID-<32 hex digits>-<the key the app gave the widget>".
+WIDGET_ID = re.compile(rb"\$\$ID-[0-9a-f]{32}-[A-Za-z0-9_\-]+")
+
+
+@dataclass
+class RunResult:
+    """What one script run sent back."""
+
+    milliseconds: float
+    payload: bytes
+
+    def shows(self, text: str) -> bool:
+        return text.encode() in self.payload
+
+
+class StreamlitClient:
+    """One browser tab's session: connect, open a page, set widgets, rerun, and time each run."""
+
+    def __init__(self, url: str):
+        self.url = url.replace("http://", "ws://", 1).rstrip("/") + "/_stcore/stream"
+        self.widget_ids: dict[str, str] = {}
+        self.page_hashes: dict[str, str] = {}
+        self.page = ""
+        # The fragments the page asked to rerun on a timer (`st.fragment(run_every=...)`): id → seconds.
+        self.fragments: dict[str, float] = {}
+        self._state: dict[str, tuple[str, object]] = {}
+        self._socket = None
+
+    async def __aenter__(self) -> StreamlitClient:
+        import websockets
+
+        self._socket = await websockets.connect(self.url, max_size=None, open_timeout=60)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._socket.close()
+
+    def widget(self, key: str) -> str:
+        """The full id of the widget the app created with `key`; raises if the server never showed it."""
+        if key not in self.widget_ids:
+            raise ValueError(f"The app has not shown a widget with key {key!r}; known keys: {sorted(self.widget_ids)}.")
+        return self.widget_ids[key]
+
+    def set(self, key: str, kind: str, value) -> None:
+        """Set a widget's value for every following run, as the browser keeps it (kind: a WidgetState field)."""
+        self._state[self.widget(key)] = (kind, value)
+
+    async def open(self, page: str, timeout_s: float = 120) -> RunResult:
+        """Open a page by its URL path, as a fresh tab does."""
+        self.page = page
+        return await self.rerun(timeout_s=timeout_s)
+
+    async def rerun(self, *, triggers: tuple[str, ...] = (), fragment_id: str = "",
+                    timeout_s: float = 120) -> RunResult:
+        """Rerun the page (or one fragment) with the current widget states and button clicks in `triggers`."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        message = BackMsg()
+        request = message.rerun_script
+        request.page_name = self.page
+        request.page_script_hash = self.page_hashes.get(self.page, "")
+        request.fragment_id = fragment_id
+        request.is_auto_rerun = bool(fragment_id)
+        for widget_id, (kind, value) in self._state.items():
+            state = request.widget_states.widgets.add()
+            state.id = widget_id
+            setattr(state, kind, value)
+        for key in triggers:
+            state = request.widget_states.widgets.add()
+            state.id = self.widget(key)
+            state.trigger_value = True
+        started = time.perf_counter()
+        await self._socket.send(message.SerializeToString())
+        return await asyncio.wait_for(self._read_run(started), timeout_s)
+
+    async def _read_run(self, started: float) -> RunResult:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        payload = bytearray()
+        while True:
+            raw = await self._socket.recv()
+            message = ForwardMsg()
+            message.ParseFromString(raw)
+            kind = message.WhichOneof("type")
+            if kind == "new_session" and not message.metadata.run.fragment_ids:
+                # A full run starts: the browser forgets the old timers and takes the ones this run sets.
+                self.fragments.clear()
+            elif kind == "navigation":
+                for page in message.navigation.app_pages:
+                    self.page_hashes[page.url_pathname] = page.page_script_hash
+            elif kind == "delta":
+                payload += raw
+                for widget_id in WIDGET_ID.findall(raw):
+                    text = widget_id.decode()
+                    self.widget_ids[text[len("$$ID-") + 33:]] = text
+            elif kind == "auto_rerun":
+                self.fragments[message.auto_rerun.fragment_id] = message.auto_rerun.interval
+            elif kind == "stop_auto_rerun":
+                for fragment_id in message.stop_auto_rerun.fragment_ids:
+                    self.fragments.pop(fragment_id, None)
+            elif kind == "script_finished":
+                return RunResult((time.perf_counter() - started) * 1000, bytes(payload))
