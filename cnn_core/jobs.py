@@ -93,8 +93,6 @@ class TrainingJob:
         self._done = threading.Event()
         self._abandoned = False
         self._thread: threading.Thread | None = None
-        # Checked and loaded at submit time; handed to the training thread, then let go.
-        self._dataset: Dataset | None = None
         # The worker process that trains this job (process runner only).
         self.worker_pid: int | None = None
 
@@ -211,7 +209,10 @@ class JobQueue:
             watchdog_interval = min(max(shortest / 4, 0.05), 5.0)
         self._watchdog_interval = watchdog_interval
         self._watchdog: threading.Thread | None = None
-        self._pool = _WorkerPool() if settings.job_runner == "process" else None
+        # Each worker gets an equal share of the cores, so a full set of runs cannot starve the
+        # server's own threads, which answer every visitor's clicks and drawings.
+        threads = max(1, (os.cpu_count() or 1) // settings.max_concurrent_jobs)
+        self._pool = _WorkerPool(threads) if settings.job_runner == "process" else None
 
     # Submitting
 
@@ -224,7 +225,7 @@ class JobQueue:
         if not isinstance(owner, str) or not owner:
             raise ValueError("A training job needs its session id as owner.")
         self.reap()
-        dataset = self._check_caps(experiment)
+        self._check_caps(experiment)
         with self._lock:
             current = next((job for job in self._jobs.values() if job.owner == owner and job.is_active), None)
             if current is not None:
@@ -243,12 +244,16 @@ class JobQueue:
             self._jobs[job.id] = job
             self._owner_heartbeats[owner] = job.last_heartbeat
             self._waiting.append(job)
-            job._dataset = dataset
             self._start_waiting_jobs()
         self._ensure_watchdog()
         return job
 
-    def _check_caps(self, experiment: Experiment) -> Dataset:
+    def _train_images(self, name: str) -> int:
+        if self._load_dataset is datasets.load:
+            return datasets.TRAIN_IMAGES[name]
+        return len(self._load_dataset(name).x_train)
+
+    def _check_caps(self, experiment: Experiment) -> None:
         limits = self.settings
         config = experiment.training
         epochs = config.epochs
@@ -259,8 +264,7 @@ class JobQueue:
             )
         # Checked before loading, so an unknown dataset name gets the validator's message.
         specs.validate_training(config, max_epochs=limits.max_epochs, max_train_size=limits.max_train_size)
-        dataset = self._load_dataset(config.dataset)
-        available = len(dataset.x_train)
+        available = self._train_images(config.dataset)
         specs.validate_training(
             config, max_epochs=limits.max_epochs, max_train_size=min(available, limits.max_train_size)
         )
@@ -271,7 +275,6 @@ class JobQueue:
                 f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
             )
         specs.count_params(experiment.model, max_params=limits.max_params)
-        return dataset
 
     def _forget_old_jobs(self, owner: str) -> None:
         finished = [job for job in self._jobs.values() if job.owner == owner and not job.is_active]
@@ -298,15 +301,14 @@ class JobQueue:
         result: TrainingResult | None = None
         error: str | None = None
         try:
-            dataset, job._dataset = job._dataset, None
             if self._pool is not None:
-                result = self._run_in_worker(job, dataset)
+                result = self._run_in_worker(job)
             else:
                 result = self._train(
                     job.experiment,
                     stop_event=job._stop_event,
                     listeners=(job.progress,),
-                    dataset=dataset,
+                    dataset=self._load_dataset(job.experiment.training.dataset),
                     max_params=self.settings.max_params,
                 )
         except Exception as exc:
@@ -316,14 +318,16 @@ class JobQueue:
         finally:
             self._finish(job, result, error)
 
-    def _run_in_worker(self, job: TrainingJob, dataset: Dataset) -> TrainingResult:
+    def _run_in_worker(self, job: TrainingJob) -> TrainingResult:
         """Train in a worker process, relaying its events to the job and the job's stop request to it."""
         worker = self._pool.acquire()
         job.worker_pid = worker.pid
         healthy = False
         try:
-            # The bundled datasets are loaded (and cached) by the worker itself; anything else is sent over.
-            shipped = None if self._load_dataset is datasets.load else dataset
+            # The bundled datasets are loaded (and cached) by the worker itself, never by the server;
+            # anything else is sent over.
+            name = job.experiment.training.dataset
+            shipped = None if self._load_dataset is datasets.load else self._load_dataset(name)
             worker.stop.clear()
             worker.conn.send((job.experiment, shipped, self.settings.max_params))
             while True:
@@ -387,7 +391,6 @@ class JobQueue:
 
     def _remove_waiting(self, job: TrainingJob, state: JobState) -> None:
         self._waiting.remove(job)
-        job._dataset = None
         job.state = state
         job.finished_at = time.time()
         if state == "abandoned":
@@ -536,11 +539,11 @@ def model_from_bytes(data: bytes):
 class _Worker:
     """A child process that trains one job at a time until it is told to exit."""
 
-    def __init__(self, context):
+    def __init__(self, context, threads: int):
         self.conn, child_conn = context.Pipe()
         self.stop = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, self.stop), name="cnn-training-worker", daemon=True
+            target=_worker_main, args=(child_conn, self.stop, threads), name="cnn-training-worker", daemon=True
         )
         self.process.start()
         child_conn.close()
@@ -563,9 +566,10 @@ class _Worker:
 class _WorkerPool:
     """Idle worker processes, reused by later jobs so only the first pays TensorFlow's start-up."""
 
-    def __init__(self):
+    def __init__(self, threads: int):
         # "spawn", never "fork": a forked copy of a process running TensorFlow threads can deadlock.
         self._context = multiprocessing.get_context("spawn")
+        self._threads = threads
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -576,7 +580,7 @@ class _WorkerPool:
                 if worker.process.is_alive():
                     return worker
                 worker.close()
-        return _Worker(self._context)
+        return _Worker(self._context, self._threads)
 
     def release(self, worker: _Worker) -> None:
         worker.idle_since = time.monotonic()
@@ -587,7 +591,7 @@ class _WorkerPool:
         with self._lock:
             if self._idle:
                 return
-        self.release(_Worker(self._context))
+        self.release(_Worker(self._context, self._threads))
 
     def close_idle(self, idle_for: float) -> None:
         now = time.monotonic()
@@ -603,9 +607,14 @@ class _WorkerPool:
             return [worker.pid for worker in self._idle]
 
 
-def _worker_main(conn, stop) -> None:
+def _worker_main(conn, stop, threads: int) -> None:
     """The worker process: receive (experiment, dataset or None, max_params), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # Must happen before TensorFlow creates its thread pools, i.e. before the first operation.
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     while True:
         try:
             message = conn.recv()

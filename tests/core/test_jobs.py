@@ -419,3 +419,21 @@ def _pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_process_runner_leaves_the_bundled_dataset_to_its_worker(monkeypatch):
+    # The server answers every visitor; the images a run trains on belong in the worker's memory only.
+    def refuse(*args):
+        raise AssertionError("The server process loaded a dataset.")
+
+    monkeypatch.setattr(datasets, "_load_cached", refuse)
+    queue = JobQueue(Settings(job_runner="process", max_concurrent_jobs=1))
+    try:
+        job = queue.submit(_experiment(train_subset=3000), owner="lean-server")
+        assert job.wait(timeout=300)
+        assert job.state == "finished", job.error
+        result = job.take_result()
+        assert len(result.history) == 1
+        assert result.test_accuracy > 0.5
+    finally:
+        queue.shutdown(timeout=60)
