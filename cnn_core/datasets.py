@@ -97,11 +97,26 @@ def load(name: str, data_dir: Path | str = DATA_DIR) -> Dataset:
     return _load_cached(name, Path(data_dir).resolve())
 
 
+def load_for_one_run(name: str, train_images: int | None = None, data_dir: Path | str = DATA_DIR) -> Dataset:
+    """A private copy with only the first `train_images` training images (None: all) and the test set.
+
+    For a worker process that trains one run after another: it holds what the current run uses
+    and gives it back when the run ends, instead of keeping the whole set for its lifetime.
+    """
+    check_name(name)
+    return _prepare(name, *_read_arrays(name, Path(data_dir).resolve()), train_images=train_images)
+
+
 @functools.cache
 def _load_cached(name: str, data_dir: Path) -> Dataset:
-    x_train, y_train, x_test, y_test = _read_arrays(name, data_dir)
-    arrays = [to_model_input(x_train), y_train.astype(np.int64), to_model_input(x_test), y_test.astype(np.int64)]
-    for array in arrays:
+    dataset = _prepare(name, *_read_arrays(name, data_dir))
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
         # Shared by every session in the process, so nobody may modify them in place.
         array.setflags(write=False)
-    return Dataset(name, *arrays, class_names=CLASS_NAMES[name])
+    return dataset
+
+
+def _prepare(name, x_train, y_train, x_test, y_test, train_images: int | None = None) -> Dataset:
+    x_train, y_train = x_train[:train_images], y_train[:train_images]
+    return Dataset(name, to_model_input(x_train), y_train.astype(np.int64), to_model_input(x_test),
+                   y_test.astype(np.int64), class_names=CLASS_NAMES[name])

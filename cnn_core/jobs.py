@@ -636,7 +636,8 @@ def _worker_main(conn, stop, threads: int) -> None:
 
         try:
             if dataset is None:
-                dataset = datasets.load(experiment.training.dataset)
+                config = experiment.training
+                dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
             result = training.train(
                 experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params
             )

@@ -67,3 +67,14 @@ def test_to_model_input_converts_uint8_and_adds_channel():
     assert np.allclose(converted[0, :, :, 0], [[0.0, 1.0], [0.2, 0.4]])
     floats = np.zeros((3, 28, 28, 1), dtype=np.float64)
     assert datasets.to_model_input(floats).shape == (3, 28, 28, 1)
+
+
+def test_a_run_gets_a_private_slice_equal_to_the_shared_arrays():
+    shared = datasets.load("fashion_mnist")
+    one_run = datasets.load_for_one_run("fashion_mnist", train_images=1_000)
+    assert one_run.x_train.shape == (1_000, 28, 28, 1)
+    np.testing.assert_array_equal(one_run.x_train, shared.x_train[:1_000])
+    np.testing.assert_array_equal(one_run.y_train, shared.y_train[:1_000])
+    np.testing.assert_array_equal(one_run.x_test, shared.x_test)
+    assert not np.shares_memory(one_run.x_test, shared.x_test)
+    assert len(datasets.load_for_one_run("mnist").x_train) == datasets.TRAIN_IMAGES["mnist"]
