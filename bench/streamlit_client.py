@@ -28,6 +28,10 @@ class RunResult:
     def shows(self, text: str) -> bool:
         return text.encode() in self.payload
 
+    def sentences(self) -> list[str]:
+        """The readable text the run sent (labels, messages), for error reports."""
+        return [match.decode(errors="replace") for match in re.findall(rb"[A-Z][^\x00-\x1f\"]{20,}", self.payload)]
+
 
 class StreamlitClient:
     """One browser tab's session: connect, open a page, set widgets, rerun, and time each run."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,11 @@ def test_an_upload_that_is_not_a_model_is_refused_with_a_reason(open_page):
     assert not at.exception
     assert any("not a .keras file" in error.value for error in at.error)
     assert at.session_state["app_state"].models == {}
+
+
+def test_the_shared_model_is_kept_out_of_every_garbage_collection(open_page, fake_canvas):
+    # Streamlit collects garbage after every run; scanning TensorFlow's objects each time cost over 100 ms.
+    fake_canvas.image = drawing("1")
+    at = open_page("draw")
+    assert at.metric[0].value == "1"
+    assert gc.get_freeze_count() > 100_000
