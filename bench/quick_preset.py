@@ -24,6 +24,8 @@ from cnn_core.models import build_model
 
 TARGET = 0.99
 GOAL_SECONDS = 30.0
+# The quick preset must reach 99% in at most this fraction of Chollet's convnet's time (issue #7).
+GOAL_RATIO = 0.5
 CHECKS_PER_EPOCH = 4
 
 
@@ -91,6 +93,14 @@ def real_run(preset: presets.Preset, dataset: Dataset | None) -> dict:
     }
 
 
+def _fast_enough(quick_seconds: float | None, chollet_seconds: float | None) -> bool:
+    if quick_seconds is None:
+        return False
+    # Chollet's convnet not reaching 99% at all leaves only the absolute goal to check.
+    within_ratio = chollet_seconds is None or quick_seconds <= GOAL_RATIO * chollet_seconds
+    return quick_seconds <= GOAL_SECONDS and within_ratio
+
+
 def run(quick: bool) -> dict:
     quick_preset, chollet = presets.get("quick_mnist"), presets.get("mnist_functional")
     mnist = datasets.load("mnist")
@@ -126,9 +136,10 @@ def run(quick: bool) -> dict:
             "what": "`quick_mnist` training time to 99% test accuracy",
             "value": seconds_to_target(quick_preset.key),
             "compared_with": f"`mnist_functional`: {seconds_to_target(chollet.key)}",
-            "goal": f"≤ {GOAL_SECONDS:.0f} s",
-            "met": None if quick else result[f"{quick_preset.key} seconds to 99%"] is not None
-            and result[f"{quick_preset.key} seconds to 99%"] <= GOAL_SECONDS,
+            "goal": f"≤ {GOAL_SECONDS:.0f} s and ≤ {GOAL_RATIO:g} × `{chollet.key}`'s",
+            "met": None if quick else _fast_enough(
+                result[f"{quick_preset.key} seconds to 99%"], result[f"{chollet.key} seconds to 99%"]
+            ),
         },
         {
             "what": f"`quick_mnist` through train(), {len(runs)} runs",
