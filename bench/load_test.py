@@ -184,9 +184,11 @@ async def _visitor(url: str, drawings: list[list[str]], stop_at: float, samples:
 
 async def _trainer(url: str, stop_at: float, log: dict) -> None:
     """One visitor trains on the Train page and watches its live view, starting a new run when one ends."""
+    stage = "opening the Train page"
     try:
         async with StreamlitClient(url) as client:
             await client.open("train")
+            stage = "setting the run's size"
             client.set(_key_ending(client, "-use-subset"), "bool_value", True)
             await client.rerun()
             client.set(_key_ending(client, "-subset"), "int_value", 20_000)
@@ -194,10 +196,12 @@ async def _trainer(url: str, stop_at: float, log: dict) -> None:
             await client.rerun()
             runs, refreshes = 0, 0
             while time.monotonic() < stop_at:
+                stage = f"starting run {runs + 1}"
                 started = await client.rerun(triggers=(_key_ending(client, "-start"),))
                 if not client.fragments:
                     raise RuntimeError(f"Training did not start; the page said: {started.sentences()[-3:]}")
                 runs += 1
+                stage = f"watching run {runs}"
                 last_run = dict.fromkeys(client.fragments, time.monotonic())
                 while time.monotonic() < stop_at and client.fragments:
                     await asyncio.sleep(0.2)
@@ -210,11 +214,12 @@ async def _trainer(url: str, stop_at: float, log: dict) -> None:
             log["training runs started"] = runs
             log["live-view refreshes"] = refreshes
             if client.fragments:
+                stage = "stopping the last run"
                 live_view = min(client.fragments, key=client.fragments.get)
                 await client.rerun(fragment_id=live_view, triggers=(_key_ending(client, "-stop"),))
                 log["last run stopped at the end"] = True
     except Exception as exc:  # noqa: BLE001
-        log["training error"] = f"{type(exc).__name__}: {exc}"[:200]
+        log["training error"] = f"{stage}: {type(exc).__name__}: {exc}"[:300]
 
 
 async def _witness(url: str, stop_at: float, samples: list, failures: list) -> None:

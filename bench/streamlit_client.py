@@ -118,5 +118,6 @@ class StreamlitClient:
             elif kind == "stop_auto_rerun":
                 for fragment_id in message.stop_auto_rerun.fragment_ids:
                     self.fragments.pop(fragment_id, None)
-            elif kind == "script_finished":
+            elif kind == "script_finished" and message.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                # A run that asked for a rerun (st.rerun) is not the end: the answer is the run that follows.
                 return RunResult((time.perf_counter() - started) * 1000, bytes(payload))

@@ -91,7 +91,7 @@ if steps is not None:
         "pixels. Your drawing goes through the same steps, so the model gets what it was trained on."
     )
     pictures, captions = images.preprocess_strip(steps)
-    st.image(pictures, caption=captions, width=168, output_format="PNG")
+    st.image([images.png(picture) for picture in pictures], caption=captions)
 
 if image is not None:
     timing.record("draw prediction", run_started)

@@ -63,8 +63,9 @@ def _keep_for_good() -> None:
     """Move everything alive now out of the garbage collector's sight (Python's `gc.freeze`).
 
     Called once TensorFlow and a shared model are loaded: they stay for the life of the server, and
-    their hundreds of thousands of objects made every full collection (Streamlit runs one after
-    each script run) take over 100 ms. Later garbage, such as a closed session's, is still collected.
+    with their hundreds of thousands of objects in sight a full collection takes over 100 ms, and
+    Python's collector (which counts them) runs its full collections rarely. Garbage made later,
+    such as a closed session's, is still collected.
     """
     gc.freeze()
 

@@ -134,7 +134,7 @@ def test_an_upload_that_is_not_a_model_is_refused_with_a_reason(open_page):
 
 
 def test_the_shared_model_is_kept_out_of_every_garbage_collection(open_page, fake_canvas):
-    # Streamlit collects garbage after every run; scanning TensorFlow's objects each time cost over 100 ms.
+    # A full garbage collection that scans TensorFlow's objects takes over 100 ms.
     fake_canvas.image = drawing("1")
     at = open_page("draw")
     assert at.metric[0].value == "1"
