@@ -97,17 +97,11 @@ async def _wait_for_prediction(page, released_at: float, timeout_s: float = 60.0
     return None
 
 
-async def _new_visitor(browser):
-    """A fresh browser context, as a separate person with their own Streamlit session."""
+async def _open_draw_page(browser, url: str):
+    """A fresh browser context (a separate person) on the Draw page, with the script-state observer installed."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(120_000)
-    return context, page
-
-
-async def _open_draw_page(browser, url: str):
-    """A fresh visitor on the Draw page, with the script-state observer installed."""
-    context, page = await _new_visitor(browser)
     await page.goto(f"{url}/draw")
     await page.locator("canvas.upper-canvas").wait_for()
     await page.evaluate(OBSERVER_JS)
