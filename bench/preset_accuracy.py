@@ -19,6 +19,7 @@ from cnn_core.training import EVALUATION_BATCH_SIZE, train
 
 # Within this many accuracy points of the seed's reported figure counts as reproduced.
 TOLERANCE_POINTS = 0.5
+SEEDS = (0, 1, 2)
 
 
 def seed_protocol(preset: presets.Preset, dataset: Dataset | None = None) -> dict:
@@ -79,17 +80,22 @@ def _seed_protocol_rows(preset: presets.Preset, experiment, quick: bool, result:
     if quick:
         dataset = Dataset(dataset.name, dataset.x_train[:2000], dataset.y_train[:2000], dataset.x_test[:1000],
                           dataset.y_test[:1000], dataset.class_names)
-    seed_run = seed_protocol(dataclasses.replace(preset, experiment=experiment), dataset)
-    for key, value in seed_run.items():
-        result[f"{preset.key} seed protocol {key}"] = value
-    gap = (seed_run["best test accuracy"] - preset.reported_accuracy) * 100
+    # One run of 10 epochs varies by about a point from seed to seed; the median of three is the figure.
+    runs = []
+    for seed in SEEDS:
+        seeded = dataclasses.replace(experiment, training=dataclasses.replace(experiment.training, seed=seed))
+        runs.append(seed_protocol(dataclasses.replace(preset, experiment=seeded), dataset))
+        for key, value in runs[-1].items():
+            result[f"{preset.key} seed protocol, seed {seed}: {key}"] = value
+    best = sorted(run["best test accuracy"] for run in runs)
+    median = best[len(best) // 2]
+    gap = (median - preset.reported_accuracy) * 100
     epochs = experiment.training.epochs
     result["summary"].append(
         {
             "what": f"preset `{preset.key}`, seed's protocol: all {len(dataset.x_train):,} training images, "
-            f"best of {epochs} epochs by test accuracy",
-            "value": f"{seed_run['best test accuracy']:.2%} (epoch {seed_run['best epoch']}; last epoch "
-            f"{seed_run['last test accuracy']:.2%})",
+            f"best of {epochs} epochs by test accuracy, median of seeds {', '.join(map(str, SEEDS))}",
+            "value": f"{median:.2%} (min {best[0]:.2%}, max {best[-1]:.2%})",
             "compared_with": f"seed: {preset.reported_accuracy:.2%}",
             "goal": f"within {TOLERANCE_POINTS} points (or above)",
             "met": None if quick else gap >= -TOLERANCE_POINTS,
