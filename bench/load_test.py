@@ -201,6 +201,10 @@ async def _trainer(url: str, stop_at: float, log: dict) -> None:
                     await asyncio.sleep(0.2)
                     # Each live part of the page reruns on its own timer, as the browser schedules it.
                     for fragment, interval in list(client.fragments.items()):
+                        # A full rerun (the run ended) replaces the page's timers; the server ignores a
+                        # gone fragment without any reply.
+                        if fragment not in client.fragments:
+                            continue
                         if time.monotonic() - last_run.get(fragment, 0.0) >= interval:
                             last_run[fragment] = time.monotonic()
                             await client.rerun(fragment_id=fragment)
