@@ -228,15 +228,26 @@ async def _witness(url: str, stop_at: float, samples: list, failures: list) -> N
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context, page = await _open_draw_page(browser, url)
-            strokes = 0
+            # When a stroke gets no answer, whether the page sent anything tells the canvas from the server.
+            sent: list[float] = []
+            page.on("websocket", lambda socket: socket.on("framesent", lambda _: sent.append(time.monotonic())))
+            await page.reload()
+            await page.locator("canvas.upper-canvas").wait_for()
+            await page.evaluate(OBSERVER_JS)
+            strokes = since_clear = 0
             while time.monotonic() < stop_at:
-                timing = await _wait_for_prediction(page, await _stroke(page, random.choice(STROKES)))
+                stroke_at = time.monotonic()
+                timing = await _wait_for_prediction(page, await _stroke(page, random.choice(STROKES)), timeout_s=20)
+                strokes += 1
+                since_clear += 1
                 if timing is None:
-                    failures.append("the browser visitor got no prediction within 60 s")
+                    messages = sum(1 for stamp in sent if stamp >= stroke_at)
+                    failures.append(f"browser stroke {strokes} ({since_clear} since the last Clear) got no answer "
+                                    f"within 20 s; the page sent {messages} messages after it")
                 else:
                     samples.append(timing)
-                strokes += 1
-                if strokes % 3 == 0:
+                if since_clear == 3:
+                    since_clear = 0
                     await page.get_by_role("button", name="Clear").click()
                     await page.locator('[data-testid="stMetricValue"]').wait_for(state="detached", timeout=60_000)
                     await page.locator("canvas.upper-canvas").wait_for()
@@ -259,7 +270,7 @@ async def _load(url: str, visitors: int, seconds: float, results: dict) -> None:
         results["log"]["warm-up prediction ms"] = round(warm_up.milliseconds)
     stop_at = time.monotonic() + seconds
     tasks = [_trainer(url, stop_at, results["log"]),
-             _witness(url, stop_at, results["browser"], results["failures"])]
+             _witness(url, stop_at, results["browser"], results["browser failures"])]
     for index in range(visitors):
         await asyncio.sleep(0.3)  # Visitors arrive over a few seconds, not in one instant.
         tasks.append(_visitor(url, drawings, stop_at + index * 0.3, results["samples"], results["failures"]))
@@ -270,7 +281,7 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
     visitors = visitors or (3 if quick else 20)
     seconds = seconds or (25 if quick else 90)
     random.seed(0)
-    results: dict = {"samples": [], "browser": [], "failures": [], "log": {}}
+    results: dict = {"samples": [], "browser": [], "failures": [], "browser failures": [], "log": {}}
     # RSS counts TensorFlow's shared libraries once per process that maps them; PSS splits shared
     # pages between those processes, so the sum of PSS is what the server and its workers really use.
     rss: list[float] = []
@@ -309,6 +320,7 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
             done.set()
             sampler.join()
     samples, browser, failures, log = results["samples"], results["browser"], results["failures"], results["log"]
+    browser_failures = results["browser failures"]
     # Server-side time of every Draw run that made a prediction, warm-up visit excluded.
     runs = [json.loads(line) for line in timing_log.read_text().splitlines()] if timing_log.exists() else []
     server_ms = [run["ms"] for run in runs[1:]]
@@ -328,6 +340,7 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
         "predictions per second": round(len(samples) / seconds, 1),
         "failed predictions": len(failures),
         "failures (first 3)": failures[:3],
+        "browser visitor failures": browser_failures,
         "stroke to answer ms (p50/p95/max)": [round(statistics.median(samples)), round(p95), round(max(samples))],
         "page script time of a Draw prediction run ms (p50/p95/max)": [
             round(statistics.median(server_ms)), round(server_p95), round(max(server_ms))],
@@ -343,10 +356,18 @@ def run(quick: bool, visitors: int | None = None, seconds: float | None = None) 
         "summary": [
             {
                 "what": f"hosted load: {visitors} visitors drawing + 1 training, stroke to prediction p95",
-                "value": f"{p95:.0f} ms ({len(samples)} strokes, {len(failures)} failed)",
+                "value": f"{p95:.0f} ms ({len(samples)} strokes)",
                 "compared_with": f"page script alone p95 {server_p95:.0f} ms; {browser_text}",
                 "goal": f"p95 ≤ {GOAL_P95_MS:.0f} ms",
-                "met": None if quick else p95 <= GOAL_P95_MS and not failures,
+                "met": None if quick else p95 <= GOAL_P95_MS,
+            },
+            {
+                "what": "hosted load: strokes that got no answer",
+                "value": f"{len(failures)} of {len(samples) + len(failures)} protocol visitors' strokes, "
+                         f"{len(browser_failures)} of {len(browser) + len(browser_failures)} of the Chromium visitor's",
+                "compared_with": "; ".join(browser_failures[:2]) or "—",
+                "goal": "none",
+                "met": None if quick else not failures and not browser_failures,
             },
             {
                 "what": "hosted load: server memory peak (server + training worker, sum of PSS)",
