@@ -66,10 +66,7 @@ def learning_rate_schedule(training: TrainingConfig, total_steps: int | None):
     """
     import keras
 
-    if training.lr_schedule not in specs.LR_SCHEDULES:
-        raise ValueError(
-            f"Unknown learning-rate schedule {training.lr_schedule!r}; use one of {', '.join(specs.LR_SCHEDULES)}."
-        )
+    specs.check_lr_schedule(training.lr_schedule)
     if training.lr_schedule == "constant" or total_steps is None:
         return training.learning_rate
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:

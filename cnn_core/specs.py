@@ -368,6 +368,12 @@ def count_params(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> int:
     return sum(info.params for info in infer_shapes(spec, max_params=max_params))
 
 
+def check_lr_schedule(name: object) -> None:
+    """Raise ValueError unless `name` is one of LR_SCHEDULES."""
+    if not isinstance(name, str) or name not in LR_SCHEDULES:
+        raise ValueError(f"Unknown learning-rate schedule {name!r}; use one of {', '.join(LR_SCHEDULES)}.")
+
+
 def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_train_size: int | None = None) -> None:
     """Raise ValueError with a fix for any training setting that cannot work."""
     if config.dataset not in DATASETS:
@@ -377,10 +383,7 @@ def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_
     lr = config.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not 1e-6 <= lr <= 1.0:
         raise ValueError(f"Learning rate {lr!r} is out of range; use a value from 0.000001 to 1 (0.001 is typical).")
-    if not isinstance(config.lr_schedule, str) or config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"Unknown learning-rate schedule {config.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}."
-        )
+    check_lr_schedule(config.lr_schedule)
     _int_field("Training", "batch_size", config.batch_size, MIN_BATCH, MAX_BATCH)
     _int_field("Training", "epochs", config.epochs, 1, max_epochs)
     _int_field("Training", "seed", config.seed, 0, 2**31 - 1)
