@@ -1,6 +1,6 @@
 """How well the default MNIST model reads digits drawn on the canvas.
 
-MNIST *test* digits are re-drawn as mouse drawings (cnn_core.drawing: random size, place,
+MNIST *test* digits are re-drawn as mouse drawings (cnn_core.engine.drawing: random size, place,
 slant and brush width on a 280×280 canvas) and fed to the default model two ways:
 through the app's own preparation (`canvas_to_mnist`: crop, scale to 20 px, centre of mass)
 and, for comparison, by naively shrinking the whole canvas to 28×28. The default model's
@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from cnn_core import datasets, drawing
-from cnn_core.inference import Predictor
-from cnn_core.persistence import load_default
-from cnn_core.preprocess import canvas_to_mnist
+from cnn_core.engine import datasets, drawing
+from cnn_core.engine.inference import Predictor
+from cnn_core.engine.preprocess import canvas_to_mnist
+from cnn_core.service.persistence import load_default
 
 GOAL = 0.97
 

@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 
-from cnn_core import datasets, plotting
-from cnn_core.activations import FeatureExtractor
-from cnn_core.inference import Predictor
-from cnn_core.persistence import load_default
+from cnn_core.engine import datasets
+from cnn_core.engine.activations import FeatureExtractor
+from cnn_core.engine.inference import Predictor
+from cnn_core.service.persistence import load_default
+from ui import plotting
 
 GOAL_MS = 300.0
 

@@ -125,9 +125,9 @@ BLANK_CANVAS = _canvas_value(np.dstack([np.zeros((CANVAS_SIZE, CANVAS_SIZE, 3), 
 def _drawings(count: int, seed: int) -> list[list[str]]:
     """For each of `count` MNIST test digits, the canvas value after each of its strokes (up to four).
 
-    The digits are re-drawn as mouse strokes (`cnn_core.drawing`), one more stroke each time.
+    The digits are re-drawn as mouse strokes (`cnn_core.engine.drawing`), one more stroke each time.
     """
-    from cnn_core import datasets, drawing
+    from cnn_core.engine import datasets, drawing
 
     result = []
     for index, digit in enumerate(datasets.load("mnist").x_test[:count]):

@@ -35,14 +35,14 @@ MODES = ("threads", "clear_session", "main_thread", "threads_arena2", "parallel2
 # `python -m bench.memory_jobs --worker MODE`.
 FULL_RUN_MODES = ("threads", "clear_session", "main_thread", "process")
 PLATEAU_MIB_PER_JOB = 2.0
-# The two runners cnn_core.jobs offers; the other modes explain why the thread runner leaks.
+# The two runners cnn_core.service.queue offers; the other modes explain why the thread runner leaks.
 SUMMARY_MODES = {"threads": "thread runner", "process": "process runner"}
 # Small enough that the full run shows a worker being replaced and its memory coming back.
 JOBS_PER_WORKER = 6
 
 
 def _experiments(train_subset: int):
-    from cnn_core.specs import (
+    from cnn_core.engine.specs import (
         AvgPool,
         Conv2D,
         Dense,
@@ -80,9 +80,9 @@ def worker(mode: str, jobs: int, train_subset: int) -> dict:
 
     import keras
 
-    from cnn_core import datasets
-    from cnn_core.jobs import JobQueue
-    from cnn_core.settings import Settings
+    from cnn_core.engine import datasets
+    from cnn_core.service.queue import JobQueue
+    from cnn_core.service.settings import Settings
 
     datasets.load("mnist")
     experiments = _experiments(train_subset)
@@ -126,7 +126,7 @@ def worker(mode: str, jobs: int, train_subset: int) -> dict:
 
 def _worker_main_thread(experiments, jobs: int) -> dict:
     """The same jobs called directly in the main thread: TensorFlow's own growth, without threads."""
-    from cnn_core import training
+    from cnn_core.engine import training
 
     start_rss = _rss_mib()
     rss: list[float] = []
@@ -142,7 +142,7 @@ def _worker_main_thread(experiments, jobs: int) -> dict:
 
 def _process_start_seconds() -> float:
     """What a worker process per job would pay before training: import TensorFlow and load MNIST."""
-    code = "import keras, tensorflow; from cnn_core import datasets; datasets.load('mnist')"
+    code = "import keras, tensorflow; from cnn_core.engine import datasets; datasets.load('mnist')"
     begun = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), check=True, capture_output=True)
     return time.perf_counter() - begun

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from cnn_core import datasets
-from cnn_core.inference import Predictor
-from cnn_core.persistence import load_default
+from cnn_core.engine import datasets
+from cnn_core.engine.inference import Predictor
+from cnn_core.service.persistence import load_default
 
 GOAL_MS = 2.0
 GOAL_SPEEDUP = 25.0

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from cnn_core import datasets, presets
-from cnn_core.datasets import Dataset
-from cnn_core.models import build_model
-from cnn_core.training import EVALUATION_BATCH_SIZE, train
+from cnn_core.engine import datasets
+from cnn_core.engine.datasets import Dataset
+from cnn_core.engine.models import build_model
+from cnn_core.engine.training import EVALUATION_BATCH_SIZE, train
+from cnn_core.workshop import presets
 
 # Within this many accuracy points of the seed's reported figure counts as reproduced.
 TOLERANCE_POINTS = 0.5

@@ -18,9 +18,10 @@ import dataclasses
 import os
 import time
 
-from cnn_core import datasets, presets, training
-from cnn_core.datasets import Dataset
-from cnn_core.models import build_model
+from cnn_core.engine import datasets, training
+from cnn_core.engine.datasets import Dataset
+from cnn_core.engine.models import build_model
+from cnn_core.workshop import presets
 
 TARGET = 0.99
 GOAL_SECONDS = 30.0

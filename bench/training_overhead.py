@@ -21,9 +21,10 @@ import statistics
 import threading
 import time
 
-from cnn_core import datasets, presets, training
-from cnn_core.datasets import Dataset
-from cnn_core.models import build_model
+from cnn_core.engine import datasets, training
+from cnn_core.engine.datasets import Dataset
+from cnn_core.engine.models import build_model
+from cnn_core.workshop import presets
 
 GOAL_OVERHEAD = 0.05
 
@@ -91,7 +92,7 @@ def per_batch_cost(calls: int) -> float:
     This is everything `train` adds to a step (Keras hands it the logs as Python floats), measured
     in isolation, so unlike the wall-clock comparison it hardly depends on the machine's load.
     """
-    from cnn_core.specs import Dense, Flatten, ModelSpec
+    from cnn_core.engine.specs import Dense, Flatten, ModelSpec
 
     model = build_model(ModelSpec((Flatten(), Dense(10, "softmax"))))
     dispatch = training._Dispatcher([training.ProgressRecorder(), lambda event: None])

@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from cnn_core.datasets import TITLES
-from cnn_core.specs import DATASETS
+from cnn_core.engine.datasets import TITLES
+from cnn_core.engine.specs import DATASETS
 from ui import images, loaders
 from ui.entry import start_page
 from ui.text import class_label

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cnn_core import datasets, preprocess
+from cnn_core.engine import datasets, preprocess
 from ui import images, loaders, timing
 from ui import state as app_state
 from ui.components import canvas, image_source, model_picker

@@ -4,7 +4,7 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from cnn_core import evaluation
+from cnn_core.engine import evaluation
 from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import model_picker

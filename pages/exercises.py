@@ -3,9 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from cnn_core import exercises, ops
-from cnn_core.exercises import EXERCISES, Attempt
-from cnn_core.specs import Experiment
+from cnn_core.engine import ops
+from cnn_core.engine.specs import Experiment
+from cnn_core.workshop import exercises
+from cnn_core.workshop.exercises import EXERCISES, Attempt
 from ui import images, loaders
 from ui import state as app_state
 from ui.components import kernel_editor, layer_editor, run_panel, training_controls

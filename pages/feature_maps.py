@@ -4,7 +4,7 @@ and the same channels followed through the layers for several images of one clas
 import numpy as np
 import streamlit as st
 
-from cnn_core.activations import conv_filters
+from cnn_core.engine.activations import conv_filters
 from ui import figures, images, loaders
 from ui import state as app_state
 from ui.components import image_source, model_picker

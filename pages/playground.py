@@ -1,14 +1,14 @@
 """Convolution playground: slide a 3×3 kernel over an image by hand, then ReLU, then pooling.
 
-Everything here is NumPy (cnn_core.ops); no model and no TensorFlow, so the page opens at once.
+Everything here is NumPy (cnn_core.engine.ops); no model and no TensorFlow, so the page opens at once.
 """
 
 import numpy as np
 import streamlit as st
 
-from cnn_core import ops
-from cnn_core.datasets import TITLES
-from cnn_core.specs import DATASETS
+from cnn_core.engine import ops
+from cnn_core.engine.datasets import TITLES
+from cnn_core.engine.specs import DATASETS
 from ui import figures, images
 from ui.components import image_source, kernel_editor
 from ui.entry import start_page

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from cnn_core.datasets import TITLES
+from cnn_core.engine.datasets import TITLES
 from ui import state as app_state
 from ui.entry import start_page
 

@@ -4,8 +4,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from cnn_core import presets, sharing
-from cnn_core.specs import Experiment
+from cnn_core.engine.specs import Experiment
+from cnn_core.workshop import presets, sharing
 from ui import loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls

@@ -5,8 +5,8 @@
     python -m scripts.train_default_models --quick --output /tmp/models   # a fast smoke run
 
 The MNIST model is trained for drawings, not only for MNIST scans: besides the 60,000 training
-digits it sees training digits re-drawn as mouse drawings (cnn_core.drawing) and prepared by
-the app's own path (cnn_core.preprocess.canvas_to_mnist), so a digit drawn on the canvas looks
+digits it sees training digits re-drawn as mouse drawings (cnn_core.engine.drawing) and prepared by
+the app's own path (cnn_core.engine.preprocess.canvas_to_mnist), so a digit drawn on the canvas looks
 like something it was trained on. The drawn-digit score in the metrics uses MNIST *test*
 digits, which the augmentation never draws.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_core import datasets, drawing
-from cnn_core.specs import (
+from cnn_core.engine import datasets, drawing
+from cnn_core.engine.specs import (
     BatchNorm,
     Conv2D,
     Dense,
@@ -133,7 +133,7 @@ def train_default(dataset_name: str, quick: bool = False, log=print):
     import keras
     import tensorflow as tf
 
-    from cnn_core.models import build_model, make_optimizer
+    from cnn_core.engine.models import build_model, make_optimizer
 
     recipe = RECIPES[dataset_name]
     experiment = recipe.experiment
@@ -222,7 +222,7 @@ def train_default(dataset_name: str, quick: bool = False, log=print):
 
 
 def save_default(model, experiment: Experiment, metrics: dict, dataset_name: str, output: Path) -> Path:
-    from cnn_core.persistence import ModelBundle, save_bundle
+    from cnn_core.service.persistence import ModelBundle, save_bundle
 
     name = f"default_{dataset_name}"
     bundle = ModelBundle(

@@ -1,4 +1,4 @@
-"""cnn_core.plotting figures rendered to PNG once and cached, for figures a page redraws often.
+"""ui.plotting figures rendered to PNG once and cached, for figures a page redraws often.
 
 Rendering a small Matplotlib figure costs about 0.2 s here; a slider that walks over a grid asks
 for the same few figures again and again, so they are drawn once per distinct input.
@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 from matplotlib.figure import Figure
 
-from cnn_core import plotting
+from ui import plotting
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from cnn_core import datasets
-from cnn_core.settings import Settings, load_settings
+from cnn_core.engine import datasets
+from cnn_core.service.settings import Settings, load_settings
 from ui import state as app_state
 
 if TYPE_CHECKING:
-    from cnn_core.activations import FeatureExtractor
-    from cnn_core.evaluation import Evaluation
-    from cnn_core.inference import Predictor
-    from cnn_core.jobs import JobQueue
-    from cnn_core.persistence import ModelBundle
+    from cnn_core.engine.activations import FeatureExtractor
+    from cnn_core.engine.evaluation import Evaluation
+    from cnn_core.engine.inference import Predictor
+    from cnn_core.service.persistence import ModelBundle
+    from cnn_core.service.queue import JobQueue
 
 
 def _secrets() -> dict:
@@ -47,14 +47,14 @@ def dataset(name: str) -> datasets.Dataset:
 
 @st.cache_resource(show_spinner=False)
 def job_queue() -> JobQueue:
-    from cnn_core import jobs
+    from cnn_core.service import queue as jobs
 
     return jobs.get_queue(settings())
 
 
 @st.cache_resource(show_spinner="Loading the default model…")
 def default_bundle(dataset_name: str) -> ModelBundle:
-    from cnn_core import persistence
+    from cnn_core.service import persistence
 
     return persistence.load_default(dataset_name)
 
@@ -75,7 +75,7 @@ def _default_predictor(dataset_name: str) -> Predictor:
     # Imported here so its modules are loaded before the freeze, not at the first drawing.
     from scipy import ndimage  # noqa: F401
 
-    from cnn_core.inference import Predictor
+    from cnn_core.engine.inference import Predictor
 
     predictor = Predictor(default_bundle(dataset_name).model)
     _keep_for_good()
@@ -118,7 +118,7 @@ def predictor(name: str) -> Predictor:
         return _default_predictor(default)
     state = app_state.get()
     if name not in state.predictors:
-        from cnn_core.inference import Predictor
+        from cnn_core.engine.inference import Predictor
 
         state.predictors[name] = Predictor(bundle(name).model)
     return state.predictors[name]
@@ -126,7 +126,7 @@ def predictor(name: str) -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def _default_extractor(dataset_name: str) -> FeatureExtractor:
-    from cnn_core.activations import FeatureExtractor
+    from cnn_core.engine.activations import FeatureExtractor
 
     extractor = FeatureExtractor(default_bundle(dataset_name).model)
     _keep_for_good()
@@ -140,7 +140,7 @@ def feature_extractor(name: str) -> FeatureExtractor:
         return _default_extractor(default)
     state = app_state.get()
     if name not in state.extractors:
-        from cnn_core.activations import FeatureExtractor
+        from cnn_core.engine.activations import FeatureExtractor
 
         state.extractors[name] = FeatureExtractor(bundle(name).model)
     return state.extractors[name]
@@ -150,7 +150,7 @@ def feature_extractor(name: str) -> FeatureExtractor:
 @st.cache_data(show_spinner=False, ttl=60)
 def default_metadata(dataset_name: str) -> dict:
     """The shipped model's metrics from its .json, read without loading the model (or TensorFlow)."""
-    from cnn_core import persistence
+    from cnn_core.service import persistence
 
     path = persistence.MODELS_DIR / f"default_{dataset_name}.json"
     try:
@@ -164,7 +164,7 @@ def default_metadata(dataset_name: str) -> dict:
 @st.cache_data(show_spinner="Drawing the dataset summary…", max_entries=16)
 def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
     """The class-balance or mean-image figure of a dataset part as PNG bytes, drawn once per process."""
-    from cnn_core import plotting
+    from ui import plotting
 
     data = dataset(dataset_name)
     x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
@@ -183,6 +183,6 @@ def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…")
 def default_evaluation(dataset_name: str) -> Evaluation:
     """The shipped model's test-set evaluation, computed once per process and shared read-only."""
-    from cnn_core import evaluation
+    from cnn_core.engine import evaluation
 
     return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name))

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from cnn_core import presets
-from cnn_core.specs import Experiment, Layer, TrainingConfig
+from cnn_core.engine.specs import Experiment, Layer, TrainingConfig
+from cnn_core.workshop import presets
 
 if TYPE_CHECKING:
-    from cnn_core.activations import FeatureExtractor
-    from cnn_core.evaluation import Evaluation
-    from cnn_core.inference import Predictor
-    from cnn_core.jobs import TrainingJob
-    from cnn_core.persistence import ModelBundle
+    from cnn_core.engine.activations import FeatureExtractor
+    from cnn_core.engine.evaluation import Evaluation
+    from cnn_core.engine.inference import Predictor
+    from cnn_core.service.persistence import ModelBundle
+    from cnn_core.service.queue import TrainingJob
 
 STATE_KEY = "app_state"
 

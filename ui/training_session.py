@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnn_core import specs
-from cnn_core.datasets import TITLES
+from cnn_core.engine import specs
+from cnn_core.engine.datasets import TITLES
 from ui.state import AppState, RunRecord
 
 if TYPE_CHECKING:
-    from cnn_core.jobs import TrainingJob
-    from cnn_core.training import TrainingResult
+    from cnn_core.engine.training import TrainingResult
+    from cnn_core.service.queue import TrainingJob
 
 FINISHED_STATES = ("finished", "stopped")
 
@@ -46,7 +46,7 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
     state.collected_jobs.add(job.id)
     if result is None:
         return None
-    from cnn_core.persistence import ModelBundle
+    from cnn_core.service.persistence import ModelBundle
 
     metrics = {
         "test_accuracy": result.test_accuracy,

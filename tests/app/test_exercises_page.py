@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnn_core import exercises
+from cnn_core.workshop import exercises
 from tests.app.conftest import texts
 
 KERNEL_KEY = "exercise-vertical_edge_kernel"

@@ -7,7 +7,7 @@ import gc
 import numpy as np
 import pytest
 
-from cnn_core import persistence
+from cnn_core.service import persistence
 from tests.app.conftest import drawing, texts
 
 
@@ -109,8 +109,8 @@ def test_evaluate_scores_the_default_model_as_its_metadata_says(open_page):
 
 
 def test_an_uploaded_model_becomes_the_active_model(open_page, tmp_path):
-    from cnn_core.models import build_model
-    from cnn_core.specs import Dense, Flatten, ModelSpec
+    from cnn_core.engine.models import build_model
+    from cnn_core.engine.specs import Dense, Flatten, ModelSpec
 
     spec = ModelSpec((Flatten(), Dense(16), Dense(10, "softmax")), name="tiny_upload")
     data = persistence.model_to_bytes(build_model(spec))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cnn_core import presets
-from cnn_core.persistence import ModelBundle
+from cnn_core.service.persistence import ModelBundle
+from cnn_core.workshop import presets
 from ui.state import DEFAULT_MODEL_NAMES, MAX_SESSION_MODELS, AppState
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from cnn_core import sharing
-from cnn_core.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from cnn_core.workshop import sharing
 from tests.app.conftest import APP, run_until, texts
 
 # A run this small trains in a few seconds on two shared CPU cores.

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cnn_core import preprocess, sharing, specs
-from cnn_core.specs import (
+from cnn_core.engine import preprocess, specs
+from cnn_core.engine.specs import (
     AvgPool,
     BatchNorm,
     Conv2D,
@@ -29,6 +29,7 @@ from cnn_core.specs import (
     ModelSpec,
     TrainingConfig,
 )
+from cnn_core.workshop import sharing
 
 # database=None: no .hypothesis folder in the checkout; every run is seeded from scratch.
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

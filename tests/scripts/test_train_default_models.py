@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from cnn_core import datasets
-from cnn_core.persistence import load_bundle
+from cnn_core.engine import datasets
+from cnn_core.service.persistence import load_bundle
 from scripts import train_default_models as script
 
 
 def test_recipes_are_valid_and_small():
-    from cnn_core.specs import count_params, validate_training
+    from cnn_core.engine.specs import count_params, validate_training
 
     for name, recipe in script.RECIPES.items():
         assert recipe.experiment.training.dataset == name

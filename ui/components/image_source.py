@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from cnn_core import preprocess
+from cnn_core.engine import preprocess
 from ui import loaders
 from ui import state as app_state
 from ui.text import class_label

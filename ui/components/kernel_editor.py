@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cnn_core import ops
+from cnn_core.engine import ops
 
 # Only the 3×3 presets: nine number boxes stay readable, and 3×3 is what the CNN layers here use.
 PRESETS = {name: kernel for name, kernel in ops.KERNELS.items() if kernel.shape == (3, 3)}

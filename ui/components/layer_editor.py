@@ -11,8 +11,8 @@ import dataclasses
 
 import streamlit as st
 
-from cnn_core import specs
-from cnn_core.specs import ACTIVATIONS, PADDINGS, ModelSpec
+from cnn_core.engine import specs
+from cnn_core.engine.specs import ACTIVATIONS, PADDINGS, ModelSpec
 from ui import state as app_state
 
 # What the "add" menu offers, in the order a convnet is usually built.

@@ -13,8 +13,8 @@ import altair as alt
 import streamlit as st
 
 if TYPE_CHECKING:
-    from cnn_core.jobs import TrainingJob
-    from cnn_core.training import ProgressSnapshot
+    from cnn_core.engine.training import ProgressSnapshot
+    from cnn_core.service.queue import TrainingJob
 
 ACTIVE_STATES = ("queued", "running")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from cnn_core.datasets import TITLES
-from cnn_core.specs import DATASETS
+from cnn_core.engine.datasets import TITLES
+from cnn_core.engine.specs import DATASETS
 from ui import loaders
 from ui import state as app_state
 
@@ -43,7 +43,7 @@ def _set_active(key: str) -> None:
 
 def _upload(key: str) -> None:
     """Load the uploaded .keras file into this session and make it the active model."""
-    from cnn_core import persistence
+    from cnn_core.service import persistence
 
     state = app_state.get()
     upload = st.session_state.get(f"{key}-upload-file")

@@ -11,7 +11,7 @@ import re
 
 import streamlit as st
 
-from cnn_core.specs import Experiment
+from cnn_core.engine.specs import Experiment
 from ui import loaders, training_session
 from ui import state as app_state
 from ui.components import live_training
@@ -33,7 +33,7 @@ def _start(experiment: Experiment) -> None:
 
 
 def _save(name: str, key: str) -> None:
-    from cnn_core import persistence
+    from cnn_core.service import persistence
 
     state = app_state.get()
     wanted = st.session_state.get(f"{key}-save-name", "").strip()
@@ -72,7 +72,7 @@ def show_result(key: str) -> None:
     st.markdown(f"The model is now your **active model**: *{name}*. Try it on the Draw or Evaluate page.")
     download_col, save_col = st.columns(2)
     with download_col:
-        from cnn_core import persistence
+        from cnn_core.service import persistence
 
         st.download_button(
             "Download the model (.keras)", data=lambda: persistence.model_to_bytes(bundle.model),

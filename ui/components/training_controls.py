@@ -11,10 +11,10 @@ import dataclasses
 
 import streamlit as st
 
-from cnn_core import specs
-from cnn_core.datasets import TITLES
-from cnn_core.settings import Settings
-from cnn_core.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
+from cnn_core.engine import specs
+from cnn_core.engine.datasets import TITLES
+from cnn_core.engine.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
+from cnn_core.service.settings import Settings
 from ui import state as app_state
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

@@ -8,8 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from cnn_core import persistence, sharing
-from cnn_core.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from cnn_core.service import persistence
+from cnn_core.workshop import sharing
 from tests.app.browser.conftest import screenshot
 from tests.app.browser.harness import draw_stroke, wait_until_idle
 

@@ -1,0 +1,164 @@
+"""Turn a validated ModelSpec into a compiled Keras model.
+
+Every spec goes through `specs.infer_shapes` first, so a learner sees the same error message
+here as in the live editor and Keras never gets a spec that cannot be built.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from cnn_core.engine import specs
+from cnn_core.engine.specs import (
+    DEFAULT_MAX_PARAMS,
+    AvgPool,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    ModelSpec,
+    TrainingConfig,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+# Seeding is process-global in Keras, so two builds in different threads must not interleave
+# or neither would get the weights its seed promises.
+_BUILD_LOCK = threading.Lock()
+
+
+def _keras_layer(layer: specs.Layer, name: str):
+    import keras
+
+    match layer:
+        case Conv2D():
+            return keras.layers.Conv2D(
+                layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                activation=layer.activation, name=name,
+            )
+        case MaxPool():
+            return keras.layers.MaxPooling2D(pool_size=layer.pool_size, name=name)
+        case AvgPool():
+            return keras.layers.AveragePooling2D(pool_size=layer.pool_size, name=name)
+        case GlobalAvgPool():
+            return keras.layers.GlobalAveragePooling2D(name=name)
+        case Dropout():
+            return keras.layers.Dropout(layer.rate, name=name)
+        case BatchNorm():
+            return keras.layers.BatchNormalization(name=name)
+        case Flatten():
+            return keras.layers.Flatten(name=name)
+        case Dense():
+            return keras.layers.Dense(layer.units, activation=layer.activation, name=name)
+    raise ValueError(f"Unknown layer {layer!r}.")
+
+
+def learning_rate_schedule(training: TrainingConfig, total_steps: int | None):
+    """The learning rate for the optimizer: a float, or a Keras schedule over `total_steps` steps.
+
+    Without `total_steps` (a loaded model compiled for evaluation, whose run length is unknown)
+    every schedule falls back to its peak rate, held constant.
+    """
+    import keras
+
+    specs.check_lr_schedule(training.lr_schedule)
+    if training.lr_schedule == "constant" or total_steps is None:
+        return training.learning_rate
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"A learning-rate schedule needs a positive whole number of steps, got {total_steps!r}.")
+    if training.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=total_steps)
+    # one_cycle: at least one warm-up and one decay step, so even a one-step run has a valid schedule.
+    warmup_steps = max(1, round(total_steps * specs.ONE_CYCLE_WARMUP))
+    return keras.optimizers.schedules.CosineDecay(
+        training.learning_rate / 10,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=training.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(training: TrainingConfig, total_steps: int | None = None):
+    """The Keras optimizer a training config names, with its learning rate or schedule over `total_steps`."""
+    import keras
+
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+        "adamw": keras.optimizers.AdamW,
+        "nadam": keras.optimizers.Nadam,
+    }
+    if training.optimizer not in classes:
+        raise ValueError(f"Unknown optimizer {training.optimizer!r}; use one of {', '.join(classes)}.")
+    return classes[training.optimizer](learning_rate=learning_rate_schedule(training, total_steps))
+
+
+def build_model(
+    spec: ModelSpec,
+    training: TrainingConfig | None = None,
+    max_params: int = DEFAULT_MAX_PARAMS,
+    steps_per_epoch: int | None = None,
+) -> keras.Model:
+    """Build and compile the functional model a spec describes, with weights seeded by `training.seed`.
+
+    `steps_per_epoch` lets the optimizer's learning-rate schedule span the whole run
+    (`training.epochs` epochs); without it the learning rate stays constant.
+
+    Layers are named after their kind and position (``conv2d_1``, ``maxpool_2``…) so feature maps
+    and summaries can refer to the spec's own numbering.
+    """
+    specs.infer_shapes(spec, max_params=max_params)
+    training = training if training is not None else TrainingConfig()
+    import keras
+
+    with _BUILD_LOCK:
+        keras.utils.set_random_seed(training.seed)
+        inputs = keras.Input(shape=tuple(spec.input_shape), name="image")
+        outputs = inputs
+        for index, layer in enumerate(spec.layers, start=1):
+            outputs = _keras_layer(layer, f"{layer.kind}_{index}")(outputs)
+        model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+    model.compile(
+        optimizer=make_optimizer(
+            training, total_steps=None if steps_per_epoch is None else steps_per_epoch * training.epochs
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _model_name(name: str) -> str:
+    # Keras model names end up in file paths and summaries; keep them to safe characters.
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).strip("_")
+    return cleaned or "model"
+
+
+def model_to_bytes(model) -> bytes:
+    """A Keras model as the bytes of a .keras file."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def model_from_bytes(data: bytes):
+    """The model `model_to_bytes` saved; safe_mode refuses files that would run arbitrary code."""
+    import tempfile
+    from pathlib import Path
+
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(data)
+        return keras.saving.load_model(path, safe_mode=True)

@@ -1,0 +1,467 @@
+"""Train an Experiment with Keras and report progress as plain-data events.
+
+`train` runs `model.fit` with one internal callback. That callback turns Keras' per-batch and
+per-epoch logs into small frozen dataclasses, hands them to listeners, and checks a
+`threading.Event` after every batch so a Stop button takes effect within one batch. Nothing
+Keras-specific leaves this module except the trained model itself, so the UI, the job queue
+and the tests can all consume the same events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from cnn_core.engine import datasets, specs
+from cnn_core.engine.models import build_model
+from cnn_core.engine.specs import DEFAULT_MAX_PARAMS, Experiment
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from cnn_core.engine.datasets import Dataset
+
+logger = logging.getLogger(__name__)
+
+StopReason = Literal["completed", "stopped", "target_reached"]
+# Test evaluation does not depend on the batch size, so use one that is quick without using much memory.
+EVALUATION_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class TrainStarted:
+    epochs: int
+    steps_per_epoch: int
+    train_size: int
+    val_size: int
+    params: int
+
+
+@dataclass(frozen=True)
+class BatchEnded:
+    """One optimisation step. `epoch` counts from 0, `step` from 1 to `steps_per_epoch`.
+
+    `loss` and `accuracy` are Keras' running averages over the epoch so far, not the values of
+    this batch alone, which is why the curves they draw are smooth.
+    """
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    loss: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    """The end of an epoch (0-based). `complete` is False for the last, partial epoch of a stopped run."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class TrainFinished:
+    reason: StopReason
+    message: str
+    epochs_completed: int
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+
+
+Event = TrainStarted | BatchEnded | EpochEnded | TrainFinished
+Listener = Callable[[Event], Any]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a run produced: the trained model, its per-epoch history and its test-set score."""
+
+    model: keras.Model
+    experiment: Experiment
+    history: list[dict[str, Any]]
+    test_loss: float
+    test_accuracy: float
+    stopped_reason: StopReason
+    message: str
+    seconds: float
+
+
+def target_message(target_accuracy: float) -> str:
+    """The message of seed 002's callback, e.g. 'Reached 99.8% accuracy so cancelling training!'."""
+    return f"Reached {target_accuracy * 100:g}% accuracy so cancelling training!"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The arrays one run uses after `train_subset` and `validation_split` have been applied."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def split_data(experiment: Experiment, dataset: Dataset) -> TrainingData:
+    """Apply `train_subset` (the first N images) and `validation_split` (the last fraction, as Keras does)."""
+    config = experiment.training
+    spec = experiment.model
+    if tuple(dataset.x_train.shape[1:]) != tuple(spec.input_shape):
+        raise ValueError(
+            f"The model expects images of shape {tuple(spec.input_shape)}, but {dataset.name} has "
+            f"{tuple(dataset.x_train.shape[1:])}; set the model's input_shape to match the dataset."
+        )
+    if spec.num_classes < len(dataset.class_names):
+        raise ValueError(
+            f"{dataset.name} has {len(dataset.class_names)} classes, but the model outputs only "
+            f"{spec.num_classes}; set num_classes to {len(dataset.class_names)}."
+        )
+    x, y = dataset.x_train, dataset.y_train
+    if config.train_subset is not None:
+        x, y = x[: config.train_subset], y[: config.train_subset]
+    # Keras' own rule for validation_split: the last fraction of the arrays, before any shuffling.
+    split_at = int(math.ceil(len(x) * (1.0 - config.validation_split)))
+    if split_at < 1:
+        raise ValueError("No training images are left after the validation split; use a smaller validation_split.")
+    x_val = y_val = None
+    if split_at < len(x):
+        x_val, y_val = x[split_at:], y[split_at:]
+    return TrainingData(x[:split_at], y[:split_at], x_val, y_val, dataset.x_test, dataset.y_test)
+
+
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, epochs: int, seed: int):
+    """A tf.data pipeline of `epochs` shuffled passes over (x, y), one permutation per epoch.
+
+    The order comes from stateless random ops keyed by (seed, epoch), so it is the same on every
+    run with that seed, whatever other threads do to TensorFlow's global seed meanwhile. Batches
+    are gathered from whole-array tensors by index, the way Keras feeds NumPy arrays itself.
+    """
+    import tensorflow as tf
+
+    count = len(x)
+    full_batches, remainder = divmod(count, batch_size)
+    images = tf.convert_to_tensor(x)
+    labels = tf.convert_to_tensor(y)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        batches = tf.data.Dataset.from_tensor_slices(
+            tf.reshape(order[: full_batches * batch_size], [full_batches, batch_size])
+        )
+        if remainder:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full_batches * batch_size:]))
+        return batches
+
+    indices = tf.data.Dataset.range(epochs).flat_map(epoch_batches)
+    batches = indices.map(
+        lambda index: (tf.gather(images, index), tf.gather(labels, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    options = tf.data.Options()
+    # Graph rewrites only add start-up time for a pipeline this simple.
+    options.experimental_optimization.apply_default_optimizations = False
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+class _Dispatcher:
+    """Calls every listener with an event; a listener that raises is logged, and training goes on."""
+
+    def __init__(self, listeners: Iterable[Listener]):
+        self.listeners = tuple(listeners)
+        self._failed: set[int] = set()
+
+    def __call__(self, event: Event) -> None:
+        for position, listener in enumerate(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                # Log the traceback once per listener; a broken chart must not flood the log every batch.
+                if position not in self._failed:
+                    self._failed.add(position)
+                    logger.exception("Training listener %r failed on %s; training continues.", listener, event)
+
+
+def _forwarding_callback(
+    dispatch: _Dispatcher,
+    steps_per_epoch: int,
+    stop_event: threading.Event | None,
+    target_accuracy: float | None,
+    keep_best: bool,
+):
+    import keras
+
+    class ForwardingCallback(keras.callbacks.Callback):
+        """Forwards Keras logs as events, honours the stop event and the stopping rules."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.steps_done = 0
+            self.epoch_started = 0.0
+            self.history: list[dict[str, Any]] = []
+            self.epochs_completed = 0
+            self.stopped_by_request = False
+            self.target_reached = False
+            self.best_val_accuracy = -math.inf
+            self.best_epoch: int | None = None
+            self.best_weights: list | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.steps_done = 0
+            self.epoch_started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            # This runs once per batch: keep it to a few attribute reads. Keras has already turned
+            # the logs into Python floats because this callback overrides this method.
+            self.steps_done = batch + 1
+            if dispatch.listeners:
+                dispatch(BatchEnded(self.epoch, batch + 1, steps_per_epoch, logs["loss"], logs["accuracy"]))
+            # Checked after the listeners so a stop requested while they ran takes effect now, not a batch later.
+            if stop_event is not None and stop_event.is_set():
+                self.model.stop_training = True
+                self.stopped_by_request = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            complete = self.steps_done >= steps_per_epoch
+            val_loss = logs.get("val_loss")
+            val_accuracy = logs.get("val_accuracy")
+            event = EpochEnded(
+                epoch=epoch,
+                loss=float(logs["loss"]),
+                accuracy=float(logs["accuracy"]),
+                val_loss=None if val_loss is None else float(val_loss),
+                val_accuracy=None if val_accuracy is None else float(val_accuracy),
+                seconds=time.perf_counter() - self.epoch_started,
+                complete=complete,
+            )
+            if complete:
+                self.epochs_completed += 1
+            # A partial epoch still has a genuine validation score for its weights, so it may be the best.
+            if keep_best and event.val_accuracy is not None and event.val_accuracy > self.best_val_accuracy:
+                self.best_val_accuracy = event.val_accuracy
+                self.best_epoch = epoch
+                self.best_weights = self.model.get_weights()
+            if complete and target_accuracy is not None and event.accuracy >= target_accuracy:
+                self.model.stop_training = True
+                self.target_reached = True
+            if stop_event is not None and stop_event.is_set() and not self.target_reached:
+                self.model.stop_training = True
+                self.stopped_by_request = True
+            self.history.append(dataclasses.asdict(event))
+            dispatch(event)
+
+    return ForwardingCallback()
+
+
+def train(
+    experiment: Experiment,
+    *,
+    stop_event: threading.Event | None = None,
+    listeners: Iterable[Listener] = (),
+    dataset: Dataset | None = None,
+    max_params: int = DEFAULT_MAX_PARAMS,
+) -> TrainingResult:
+    """Build, train and test the experiment's model; safe to call from a background thread.
+
+    Listeners receive TrainStarted, then BatchEnded/EpochEnded as training goes, then
+    TrainFinished after the test-set evaluation, which runs even when training was stopped.
+    Setting `stop_event` stops training after the current batch and keeps the weights so far.
+    A run that raises (for example out of memory) sends no TrainFinished; the caller sees the error.
+    """
+    started = time.perf_counter()
+    config = experiment.training
+    if dataset is None:
+        dataset = datasets.load(config.dataset)
+    specs.validate_training(config, max_train_size=len(dataset.x_train))
+    data = split_data(experiment, dataset)
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    model = build_model(experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch)
+
+    dispatch = _Dispatcher(listeners)
+    callback = _forwarding_callback(
+        dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best
+    )
+    dispatch(
+        TrainStarted(
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            train_size=len(data.x_train),
+            val_size=0 if data.x_val is None else len(data.x_val),
+            params=model.count_params(),
+        )
+    )
+    model.fit(
+        shuffled_batches(data.x_train, data.y_train, config.batch_size, config.epochs, config.seed),
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=None if data.x_val is None else (data.x_val, data.y_val),
+        validation_batch_size=max(config.batch_size, EVALUATION_BATCH_SIZE),
+        callbacks=[callback],
+        shuffle=False,  # The pipeline above already shuffles, deterministically.
+        verbose=0,
+    )
+
+    restored = ""
+    if callback.best_weights is not None and callback.best_epoch != callback.history[-1]["epoch"]:
+        model.set_weights(callback.best_weights)
+        restored = (
+            f" Restored the weights of epoch {callback.best_epoch + 1}, "
+            f"the best validation accuracy ({callback.best_val_accuracy:.2%})."
+        )
+    test_loss, test_accuracy = (
+        float(v) for v in model.evaluate(data.x_test, data.y_test, batch_size=EVALUATION_BATCH_SIZE, verbose=0)
+    )
+
+    reason: StopReason
+    if callback.target_reached:
+        reason, message = "target_reached", target_message(config.target_accuracy)
+    elif callback.stopped_by_request and callback.epochs_completed < config.epochs:
+        last = callback.history[-1] if callback.history else None
+        where = (
+            f"during epoch {last['epoch'] + 1} of {config.epochs} (step {callback.steps_done} of {steps_per_epoch})"
+            if last is not None and not last["complete"]
+            else f"after epoch {callback.epochs_completed} of {config.epochs}"
+        )
+        reason, message = "stopped", f"Stopped {where}; the model keeps the weights learned so far."
+    else:
+        reason, message = "completed", f"Finished all {config.epochs} epochs."
+    message = f"{message}{restored} Test accuracy {test_accuracy:.2%}."
+    seconds = time.perf_counter() - started
+    dispatch(
+        TrainFinished(
+            reason=reason,
+            message=message,
+            epochs_completed=callback.epochs_completed,
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
+            seconds=seconds,
+        )
+    )
+    return TrainingResult(
+        model=model,
+        experiment=experiment,
+        history=callback.history,
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        stopped_reason=reason,
+        message=message,
+        seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """A consistent copy of a run's progress for the UI to draw; `batch_*` lists are downsampled.
+
+    `batch_positions` holds, for each point of `batch_loss`/`batch_accuracy`, how many epochs had
+    passed (1.5 = halfway through the second epoch), so batch curves line up with epoch points.
+    """
+
+    status: Literal["waiting", "running", "finished"]
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    fraction: float
+    eta_seconds: float | None
+    batch_loss: list[float]
+    batch_accuracy: list[float]
+    epoch_history: list[dict[str, Any]]
+    finished: TrainFinished | None
+    batch_positions: list[float] = field(default_factory=list)
+
+
+class ProgressRecorder:
+    """A thread-safe listener that remembers a run's progress; read it any time with `snapshot()`.
+
+    Per-batch points are kept at most `max_points` at a time: when the list is full every other
+    point is dropped and from then on only every second batch is recorded (then every fourth…),
+    so a long run uses constant memory and the curve keeps its shape.
+    """
+
+    def __init__(self, max_points: int = 2000, clock: Callable[[], float] = time.monotonic):
+        if max_points < 2:
+            raise ValueError("max_points must be at least 2 to draw a curve.")
+        self._max_points = max_points
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._status: Literal["waiting", "running", "finished"] = "waiting"
+        self._epoch = 0
+        self._epochs = 0
+        self._step = 0
+        self._steps_per_epoch = 0
+        self._started_at: float | None = None
+        self._stride = 1
+        self._batches_seen = 0
+        self._positions: list[float] = []
+        self._losses: list[float] = []
+        self._accuracies: list[float] = []
+        self._epoch_history: list[dict[str, Any]] = []
+        self._finished: TrainFinished | None = None
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            match event:
+                case BatchEnded():
+                    self._epoch, self._step = event.epoch, event.step
+                    if self._batches_seen % self._stride == 0:
+                        self._positions.append(event.epoch + event.step / event.steps_per_epoch)
+                        self._losses.append(event.loss)
+                        self._accuracies.append(event.accuracy)
+                        if len(self._losses) > self._max_points:
+                            self._positions = self._positions[::2]
+                            self._losses = self._losses[::2]
+                            self._accuracies = self._accuracies[::2]
+                            self._stride *= 2
+                    self._batches_seen += 1
+                case EpochEnded():
+                    self._epoch_history.append(dataclasses.asdict(event))
+                case TrainStarted():
+                    self._status = "running"
+                    self._epochs, self._steps_per_epoch = event.epochs, event.steps_per_epoch
+                    self._started_at = self._clock()
+                case TrainFinished():
+                    self._status = "finished"
+                    self._finished = event
+
+    def snapshot(self) -> ProgressSnapshot:
+        with self._lock:
+            total_steps = self._epochs * self._steps_per_epoch
+            done = self._epoch * self._steps_per_epoch + self._step
+            fraction = min(1.0, done / total_steps) if total_steps else 0.0
+            eta = None
+            if self._status == "running" and fraction > 0 and self._started_at is not None:
+                elapsed = self._clock() - self._started_at
+                eta = elapsed / fraction * (1.0 - fraction)
+            return ProgressSnapshot(
+                status=self._status,
+                epoch=self._epoch,
+                epochs=self._epochs,
+                step=self._step,
+                steps_per_epoch=self._steps_per_epoch,
+                fraction=fraction,
+                eta_seconds=eta,
+                batch_loss=list(self._losses),
+                batch_accuracy=list(self._accuracies),
+                epoch_history=[dict(row) for row in self._epoch_history],
+                finished=self._finished,
+                batch_positions=list(self._positions),
+            )

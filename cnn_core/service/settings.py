@@ -1,0 +1,221 @@
+"""Server settings: whether this is a shared hosted demo, and the caps that keep it responsive.
+
+Two profiles exist. ``local`` is for one learner on their own machine and is generous; ``host``
+is for a public demo or a workshop where many browsers share a few CPU cores, so runs are
+smaller and an abandoned tab gives its training slot back quickly.
+
+Settings come from three places; a later one wins:
+
+1. the profile's defaults (``host`` when host mode is on, ``local`` otherwise),
+2. a secrets mapping (Streamlit's ``st.secrets``), keyed by the variable names below
+   or by the lower-case field names (``max_epochs``),
+3. environment variables.
+
+Environment variables (all optional):
+
+==========================  ==================================================  ============  ============
+variable                    meaning                                             local         host
+==========================  ==================================================  ============  ============
+``CNN_HOST_MODE``           shared demo with tighter caps (true/false, 1/0,     false         true
+                            yes/no, on/off)
+``CNN_MAX_JOBS``            training runs at the same time (one per core)       CPU cores     CPU cores
+``CNN_MAX_QUEUED_JOBS``     runs that may wait for a free slot                  8             16
+``CNN_MAX_EPOCHS``          epochs per run (1 to 100)                           100           15
+``CNN_MAX_TRAIN_SIZE``      training images per run (100 to 60000)              60000         60000
+``CNN_MAX_PARAMS``          parameters per model                                5000000       1500000
+``CNN_MAX_UPLOAD_MB``       size of an uploaded ``.keras`` model, MiB           50            10
+``CNN_MAX_IMAGE_MB``        size of an uploaded image, MiB                      10            5
+``CNN_ABANDON_AFTER_S``     seconds without a heartbeat before a run is         900           60
+                            stopped as abandoned
+``CNN_RESULT_TTL_S``        seconds a finished run's model is kept for its      3600          600
+                            owner to collect
+``CNN_MODELS_DIR``          folder for models learners save (relative to the    saved_models  saved_models
+                            repository unless absolute)
+``CNN_JOB_RUNNER``          where a run trains: ``thread`` (in the server       thread        process
+                            process) or ``process`` (a worker process; see
+                            cnn_core/service/queue.py for why)
+``CNN_JOBS_PER_WORKER``     runs a worker process trains before it is           20            20
+                            replaced, which returns its memory to the system
+==========================  ==================================================  ============  ============
+
+A value that cannot be read raises ValueError naming the variable and what it accepts, so a
+misconfigured server fails at start-up instead of behaving oddly later.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS_DIR = REPO_ROOT / "saved_models"
+JOB_RUNNERS = ("thread", "process")
+
+
+def _cpu_count() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment may tune. Construct directly in tests; use `load_settings` in the app."""
+
+    host_mode: bool = False
+    max_concurrent_jobs: int = 1
+    max_queued_jobs: int = 8
+    max_epochs: int = 100
+    max_train_size: int = 60_000
+    max_params: int = 5_000_000
+    max_upload_mb: float = 50.0
+    max_image_mb: float = 10.0
+    abandon_after_s: float = 900.0
+    result_ttl_s: float = 3600.0
+    models_dir: Path = DEFAULT_MODELS_DIR
+    job_runner: str = "thread"
+    jobs_per_worker: int = 20
+
+    def __post_init__(self):
+        if self.job_runner not in JOB_RUNNERS:
+            raise ValueError(f"job_runner must be one of {', '.join(JOB_RUNNERS)}, got {self.job_runner!r}.")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1024 * 1024)
+
+
+def local_profile() -> Settings:
+    """One learner on their own machine: the seed notebooks' full runs fit."""
+    return Settings(host_mode=False, max_concurrent_jobs=_cpu_count())
+
+
+def host_profile() -> Settings:
+    """A shared demo or workshop: small runs, and abandoned tabs free their slot within a minute."""
+    return Settings(
+        host_mode=True,
+        max_concurrent_jobs=_cpu_count(),
+        max_queued_jobs=16,
+        max_epochs=15,
+        max_train_size=60_000,
+        max_params=1_500_000,
+        max_upload_mb=10.0,
+        max_image_mb=5.0,
+        abandon_after_s=60.0,
+        result_ttl_s=600.0,
+        job_runner="process",
+    )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false (also accepted: 1/0, yes/no, on/off), got {value!r}.")
+
+
+def _int_parser(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+        try:
+            number = int(str(value).strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.") from None
+        if not low <= number <= high:
+            raise ValueError(f"{name} is {number}; use a whole number from {low} to {high}.")
+        return number
+
+    return parse
+
+
+def _float_parser(low: float, high: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}.")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}.") from None
+        if not math.isfinite(number) or not low <= number <= high:
+            raise ValueError(f"{name} is {value!r}; use a number from {low:g} to {high:g}.")
+        return number
+
+    return parse
+
+
+def _parse_runner(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in JOB_RUNNERS:
+        raise ValueError(f"{name} must be one of {', '.join(JOB_RUNNERS)}, got {value!r}.")
+    return text
+
+
+def _parse_path(name: str, value: Any) -> Path:
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"{name} must be a folder path, got an empty value.")
+    path = Path(text).expanduser()
+    # A relative folder is taken from the repository, not from wherever the server was started.
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# Field name → (environment variable, parser). Ranges keep a typo from taking the server down.
+VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "host_mode": ("CNN_HOST_MODE", _parse_bool),
+    "max_concurrent_jobs": ("CNN_MAX_JOBS", _int_parser(1, 256)),
+    "max_queued_jobs": ("CNN_MAX_QUEUED_JOBS", _int_parser(0, 10_000)),
+    "max_epochs": ("CNN_MAX_EPOCHS", _int_parser(1, 100)),
+    "max_train_size": ("CNN_MAX_TRAIN_SIZE", _int_parser(100, 60_000)),
+    "max_params": ("CNN_MAX_PARAMS", _int_parser(1_000, 50_000_000)),
+    "max_upload_mb": ("CNN_MAX_UPLOAD_MB", _float_parser(0.01, 2048)),
+    "max_image_mb": ("CNN_MAX_IMAGE_MB", _float_parser(0.01, 256)),
+    "abandon_after_s": ("CNN_ABANDON_AFTER_S", _float_parser(1, 7 * 24 * 3600)),
+    "result_ttl_s": ("CNN_RESULT_TTL_S", _float_parser(1, 7 * 24 * 3600)),
+    "models_dir": ("CNN_MODELS_DIR", _parse_path),
+    "job_runner": ("CNN_JOB_RUNNER", _parse_runner),
+    "jobs_per_worker": ("CNN_JOBS_PER_WORKER", _int_parser(1, 10_000)),
+}
+
+
+def _lookup(name: str, env: Mapping[str, str], secrets: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The raw value for a field and the name it was found under (environment first)."""
+    variable = VARIABLES[name][0]
+    # An empty value counts as unset, as `VAR=` in a compose file or a shell usually means.
+    if str(env.get(variable, "")).strip():
+        return variable, env[variable]
+    for key in (variable, name):
+        if key in secrets and str(secrets[key]).strip():
+            return f"{key} (secrets)", secrets[key]
+    return None
+
+
+def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings from the environment and an optional secrets mapping; see the module docstring."""
+    env = os.environ if env is None else env
+    secrets = {} if secrets is None else secrets
+    found = _lookup("host_mode", env, secrets)
+    host_mode = _parse_bool(*found) if found else False
+    settings = host_profile() if host_mode else local_profile()
+    overrides: dict[str, Any] = {}
+    for name, (_, parse) in VARIABLES.items():
+        if name == "host_mode":
+            continue
+        found = _lookup(name, env, secrets)
+        if found is not None:
+            overrides[name] = parse(*found)
+    return replace(settings, **overrides)

@@ -1,0 +1,194 @@
+"""Worker processes that train one run at a time for the queue (`CNN_JOB_RUNNER=process`).
+
+Why worker processes at all is measured and explained in `cnn_core.service.queue`. A worker is
+started with "spawn", imports TensorFlow once, trains the runs it is sent one after another, and
+is replaced after `settings.jobs_per_worker` runs so the per-`fit` leak goes back to the system.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import threading
+import time
+
+from cnn_core.engine import datasets, training
+from cnn_core.engine.models import model_to_bytes
+
+logger = logging.getLogger(__name__)
+
+# Longest error summary shown to a learner; the full error goes to the server log.
+MAX_ERROR_CHARS = 200
+
+
+def _error_summary(exc: BaseException) -> str:
+    """One readable line from an unexpected error; TensorFlow's messages embed a Python call stack."""
+    noise = ("File ", "[[", "Detected at node", "Graph execution error", "Traceback", "Stack trace")
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(noise)]
+    summary = useful[-1] if useful else type(exc).__name__
+    if len(summary) > MAX_ERROR_CHARS:
+        summary = summary[: MAX_ERROR_CHARS - 1] + "…"
+    return summary
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker process died mid-run (killed for memory, a crash in native code)."""
+
+    def __init__(self, exit_code: int | None):
+        super().__init__(f"exit code {exit_code}")
+        self.exit_code = exit_code
+
+
+class _WorkerError(Exception):
+    """A run that failed inside a worker; the message was already written for the learner there."""
+
+
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, _WorkerError):
+        return str(exc)
+    if isinstance(exc, WorkerCrashed):
+        return (
+            f"The training process stopped unexpectedly ({exc}); the server may have run out of memory. "
+            "Try a smaller model, batch size or training subset."
+        )
+    if isinstance(exc, ValueError):
+        # ValueErrors are written for learners throughout cnn_core.
+        return str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        return "The server ran out of memory for this run; use a smaller model, batch size or training subset."
+    return (
+        f"Training failed unexpectedly ({type(exc).__name__}: {_error_summary(exc)}). "
+        "Try again, or try a smaller model or batch size."
+    )
+
+
+
+# An idle worker holds a TensorFlow runtime and a dataset (~1 GB); give that back after a quiet spell.
+WORKER_IDLE_S = 300.0
+# Send a learner's batch progress at most this often; the chart cannot show more anyway.
+EVENT_INTERVAL_S = 0.05
+
+
+
+
+class _Worker:
+    """A child process that trains one job at a time until it is told to exit."""
+
+    def __init__(self, context, threads: int):
+        self.conn, child_conn = context.Pipe()
+        self.stop = context.Event()
+        self.process = context.Process(
+            target=_worker_main, args=(child_conn, self.stop, threads), name="cnn-training-worker", daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+        self.pid = self.process.pid
+        self.jobs_done = 0
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class _WorkerPool:
+    """Idle worker processes, reused by later jobs so only the first pays TensorFlow's start-up."""
+
+    def __init__(self, threads: int):
+        # "spawn", never "fork": a forked copy of a process running TensorFlow threads can deadlock.
+        self._context = multiprocessing.get_context("spawn")
+        self._threads = threads
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.is_alive():
+                    return worker
+                worker.close()
+        return _Worker(self._context, self._threads)
+
+    def release(self, worker: _Worker) -> None:
+        worker.idle_since = time.monotonic()
+        with self._lock:
+            self._idle.append(worker)
+
+    def prewarm(self) -> None:
+        with self._lock:
+            if self._idle:
+                return
+        self.release(_Worker(self._context, self._threads))
+
+    def close_idle(self, idle_for: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            leaving = [w for w in self._idle if now - w.idle_since >= idle_for or not w.process.is_alive()]
+            self._idle = [w for w in self._idle if w not in leaving]
+        for worker in leaving:
+            worker.close()
+
+    @property
+    def idle_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in self._idle]
+
+
+def _worker_main(conn, stop, threads: int) -> None:
+    """The worker process: receive (experiment, dataset or None, max_params), train, send the outcome."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # Must happen before TensorFlow creates its thread pools, i.e. before the first operation.
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        experiment, dataset, max_params = message
+        last_sent = 0.0
+
+        def relay(event) -> None:
+            nonlocal last_sent
+            if isinstance(event, training.BatchEnded) and event.step != event.steps_per_epoch:
+                now = time.monotonic()
+                if now - last_sent < EVENT_INTERVAL_S:
+                    return
+                last_sent = now
+            conn.send(("event", event))
+
+        try:
+            if dataset is None:
+                config = experiment.training
+                dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
+            result = training.train(
+                experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params
+            )
+            outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))
+        except Exception as exc:
+            if not isinstance(exc, ValueError):
+                logger.exception("Training failed in worker process %s.", os.getpid())
+            outcome = ("error", _error_message(exc))
+        finally:
+            result = dataset = None
+        try:
+            conn.send(outcome)
+        except (OSError, ValueError):
+            return
+
+
