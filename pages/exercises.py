@@ -98,8 +98,13 @@ else:
             else:
                 st.caption(f"Checks your latest run: *{latest.name}*.")
             if st.button("Check", key=f"exercise-{key}-check", disabled=latest is None):
-                attempt = Attempt(
-                    experiment=latest.experiment, history=latest.history, test_accuracy=latest.test_accuracy,
-                    stopped_reason=latest.stopped_reason, params=latest.params,
-                )
-                show_check(exercise.check(attempt))
+
+                def as_attempt(run, earlier=()) -> Attempt:
+                    return Attempt(
+                        experiment=run.experiment, history=run.history, test_accuracy=run.test_accuracy,
+                        stopped_reason=run.stopped_reason, params=run.params, seconds=run.seconds,
+                        earlier=earlier,
+                    )
+
+                # Exercises that compare look at the earlier runs too.
+                show_check(exercise.check(as_attempt(latest, tuple(as_attempt(r) for r in state.runs[:-1]))))

@@ -43,6 +43,9 @@ class Attempt:
     kernel: Any = None
     # The accuracy to beat, when the app measured the baseline itself; None uses the stored value.
     reference_accuracy: float | None = None
+    # Training time of the run, and the learner's earlier runs (oldest first) for exercises that compare.
+    seconds: float | None = None
+    earlier: Sequence[Attempt] = ()
 
     @classmethod
     def from_result(cls, result: Any, reference_accuracy: float | None = None) -> Attempt:
@@ -55,6 +58,7 @@ class Attempt:
             stopped_reason=result.stopped_reason,
             params=specs.count_params(experiment.model, max_params=10**12),
             reference_accuracy=reference_accuracy,
+            seconds=getattr(result, "seconds", None),
         )
 
 

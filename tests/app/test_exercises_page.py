@@ -49,3 +49,30 @@ def test_a_training_exercise_starts_from_its_setup_with_locked_fields(open_page)
     assert not at.selectbox(key=f"{prefix}-optimizer").disabled
     # No run yet, so there is nothing to check.
     assert at.button(key="exercise-single_conv_998-check").disabled
+
+
+def test_a_comparing_exercise_checks_the_latest_run_against_the_earlier_ones(open_page):
+    from dataclasses import replace
+
+    from cnn_core.engine.specs import Conv2D
+    from ui.state import RunRecord
+
+    at = open_page("exercises")
+    at.selectbox(key="exercise-pick").set_value("filters_16_32_64").run()
+    at.button(key="exercise-filters_16_32_64-load").click().run()
+    base = exercises.get("filters_16_32_64").starting_experiment
+    small = replace(base, model=replace(base.model, layers=tuple(
+        replace(layer, filters=16) if isinstance(layer, Conv2D) else layer for layer in base.model.layers)))
+
+    def record(experiment, accuracy, seconds):
+        return RunRecord(name=experiment.model.name, experiment=experiment, dataset="fashion_mnist",
+                         architecture="", params=1000, settings={}, history=[{"accuracy": 0.9, "loss": 0.3}],
+                         test_accuracy=accuracy, test_loss=0.3, seconds=seconds, stopped_reason="completed")
+
+    at.session_state["app_state"].runs[:] = [record(base, 0.89, 61.0), record(small, 0.875, 22.0)]
+    at.run()
+    at.button(key="exercise-filters_16_32_64-check").click().run()
+    assert not at.exception
+    assert at.success and at.success[0].value.startswith("Passed!")
+    assert "16 filters: 87.50% in 22 s" in texts(at)
+    assert "64 filters: 89.00% in 61 s" in texts(at)
