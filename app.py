@@ -10,6 +10,7 @@ navigation = st.navigation(
         "See": [
             st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
             st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+            st.Page("pages/explain.py", title="Explain a prediction", icon=":material/psychology:"),
         ],
         "Train": [
             st.Page("pages/train.py", title="Train a CNN", icon=":material/model_training:"),

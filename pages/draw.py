@@ -6,7 +6,7 @@ import streamlit as st
 from cnn_core.engine import datasets, preprocess
 from ui import images, loaders, timing
 from ui import state as app_state
-from ui.components import canvas, image_source, model_picker
+from ui.components import canvas, compare_models, explain_links, image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
 
@@ -83,6 +83,9 @@ with result_col:
              "most likely": [i == top for i in range(len(class_names))]},
             PROBABILITY_CHART, width="stretch",
         )
+        explain_links.drawing(card.dataset)
+
+compare_models.show(name, image, class_names)
 
 if steps is not None:
     st.subheader("What the model sees")

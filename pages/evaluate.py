@@ -7,7 +7,7 @@ import streamlit as st
 from cnn_core.engine import evaluation
 from ui import figures, images, loaders
 from ui import state as app_state
-from ui.components import model_picker
+from ui.components import explain_links, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
 from ui.text import class_label
@@ -106,11 +106,13 @@ else:
     shown = indices[:SHOWN]
     st.caption(f"{len(indices):,} {kind}; the {len(shown)} the model was surest about:")
     show_images(shown)
+    explain_links.test_images(shown, result.labels, result.predictions, names, f"eval-{name}-explain-cell")
 
 st.subheader("The most confident mistakes")
 st.caption("Wrong, and sure of it. Some are the model's fault; some test labels are arguable.")
 confident = evaluation.most_confident_mistakes(result, SHOWN)
 if len(confident):
     show_images(confident)
+    explain_links.test_images(confident, result.labels, result.predictions, names, f"eval-{name}-explain-worst")
 else:
     st.success("No mistakes at all.")

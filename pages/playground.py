@@ -6,11 +6,11 @@ Everything here is NumPy (cnn_core.engine.ops); no model and no TensorFlow, so t
 import numpy as np
 import streamlit as st
 
-from cnn_core.engine import ops
+from cnn_core.engine import explain, ops
 from cnn_core.engine.datasets import TITLES
 from cnn_core.engine.specs import DATASETS
 from ui import figures, images
-from ui.components import image_source, kernel_editor
+from ui.components import explain_conv, image_source, kernel_editor
 from ui.entry import start_page
 
 start_page()
@@ -40,6 +40,9 @@ with kernel_col:
 with options_col:
     padding = st.radio("Padding", ops.PADDINGS, index=1, key="playground-padding", horizontal=True,
                        help="'same' pads the border with zeros so the output keeps the input's size.")
+    stride = st.segmented_control("Stride", (1, 2), default=1, key="playground-stride", required=True,
+                                  help="How far the kernel moves between two output cells.")
+    use_relu = st.toggle("ReLU after the convolution", value=True, key="playground-relu")
     pool_kind = st.radio("Pooling", ("max", "avg"), key="playground-pool", horizontal=True,
                          format_func={"max": "max", "avg": "average"}.get)
     pool_size = st.select_slider("Pool size", (2, 3, 4), 2, key="playground-pool-size")
@@ -47,52 +50,73 @@ with options_col:
 if picked is None:
     st.stop()
 
+POOL_WORDS = {"max": "max", "avg": "average"}
 image = picked.image.astype(np.float64)
-filtered = ops.conv2d(image, kernel, padding=padding)
-rectified = ops.relu(filtered)
+filtered = ops.conv2d(image, kernel, padding=padding, stride=stride)
+rectified = ops.relu(filtered) if use_relu else filtered
 pooled = pool(rectified, pool_kind, pool_size)
 
 st.subheader("The image through one CNN block")
 steps = [
     (image, False, f"Input {image.shape[0]}×{image.shape[1]}"),
-    (filtered, True, f"Convolution {filtered.shape[0]}×{filtered.shape[1]} (grey 0, light +, dark −)"),
-    (rectified, False, f"ReLU: negatives → 0, {rectified.shape[0]}×{rectified.shape[1]}"),
-    (pooled, False, f"{pool_kind.capitalize()} pool {pool_size}×{pool_size}: {pooled.shape[0]}×{pooled.shape[1]}"),
+    (filtered, True, f"Convolution ({padding}, stride {stride}) {filtered.shape[0]}×{filtered.shape[1]} "
+                     "(grey 0, light +, dark −)"),
+    (rectified, not use_relu, f"ReLU: negatives → 0, {rectified.shape[0]}×{rectified.shape[1]}" if use_relu
+     else "No ReLU: negatives stay"),
+    (pooled, not use_relu, f"{POOL_WORDS[pool_kind].capitalize()} pool {pool_size}×{pool_size}: "
+                           f"{pooled.shape[0]}×{pooled.shape[1]}"),
 ]
 for column, (values, signed, caption) in zip(st.columns(4), steps, strict=True):
     column.image(images.enlarge(values, 224, signed=signed), caption=caption, output_format="PNG")
 
 
 @st.fragment
-def cell_by_cell(image: np.ndarray, kernel: np.ndarray) -> None:
-    """The convolution on a 7×7 version of the image, one output cell at a time (reruns on its own)."""
+def cell_by_cell(image: np.ndarray, kernel: np.ndarray, padding: str, stride: int, use_relu: bool, pool_kind: str,
+                 pool_size: int) -> None:
+    """The convolution on a 7×7 version of the image, one output cell at a time (reruns on its own).
+
+    It follows the controls above: padding, stride, ReLU and pooling, and explains the cell with
+    the same component the Explain page uses for a real network.
+    """
     st.subheader("Cell by cell")
     st.caption(f"The same image shrunk to {SMALL}×{SMALL} (average of each 4×4 block), so every number fits.")
     small = np.round(ops.avg_pool(image, 4), 2)
-    small_out = ops.conv2d(small, kernel, padding="valid")
+    small_out = ops.conv2d(small, kernel, padding=padding, stride=stride)
     position = st.slider("Kernel position", 1, small_out.size, 1, key="playground-position",
                          help="Move the kernel over the small image, one output cell at a time.")
-    row, col = divmod(position - 1, small_out.shape[1])
-    window = small[row : row + 3, col : col + 3]
-    products = window * kernel
-    # Column widths follow the matrix sizes (7, 3, 5 cells), so every cell is drawn the same size.
-    input_col, products_col, output_col = st.columns([7, 4, 5])
-    with input_col:
-        figures.show("numeric_grid", small, title=f"input {SMALL}×{SMALL}", highlight=(row, col, 3, 3))
-    with products_col:
-        figures.show("numeric_grid", products, title="window × kernel", symmetric=True, decimals=2)
+    row, col = divmod(min(position, small_out.size) - 1, small_out.shape[1])
+    activation = "relu" if use_relu else "linear"
+    cell = explain.conv_cell(small, kernel, row, col, stride=stride, padding=padding, activation=activation)
+    # Show the zero padding as real cells, so the window never hangs over the edge.
+    pad_top, pad_bottom = explain.padding_amounts(SMALL, kernel.shape[0], stride, padding)
+    shown = np.pad(small, ((pad_top, pad_bottom), (pad_top, pad_bottom)))
+    top, left, height, width = cell["window"]
+    part = explain_conv.ChannelPart("", shown, cell["patch"][..., 0], cell["weights"][..., 0],
+                                    cell["products"][..., 0], float(cell["sum"]))
+    explanation = explain_conv.ConvExplanation(
+        where=f"output[{row}, {col}]", window=(top + pad_top, left + pad_top, height, width), parts=[part],
+        channels=1, bias=0.0, preactivation=cell["preactivation"], activation=activation, value=cell["value"],
+    )
+    explain_conv.show_part(part, explanation.window, 2, "playground-cell")
+    for line in explain_conv.arithmetic(explanation):
+        st.markdown(line)
+    small_after = ops.relu(small_out) if use_relu else small_out
+    output_col, relu_col, pooled_col = st.columns(3)
     with output_col:
-        figures.show("numeric_grid", small_out, title="output (valid)", highlight=(row, col, 1, 1), symmetric=True,
-                     decimals=2)
-    terms = " + ".join(f"({w:.2f}×{k:g})" for w, k in zip(window.ravel(), kernel.ravel(), strict=True))
-    st.markdown(f"output[{row}, {col}] = {terms} = **{products.sum():.2f}**")
-    relu_col, pooled_col = st.columns([5, 3])
-    small_relu = ops.relu(small_out)
+        explain_conv.grid(small_out, title=f"output ({padding}, stride {stride})", highlight=(row, col, 1, 1),
+                          signed=True)
     with relu_col:
-        figures.show("numeric_grid", small_relu, title="after ReLU: negatives become 0", decimals=2)
+        explain_conv.grid(small_after, signed=not use_relu,
+                          title="after ReLU: negatives become 0" if use_relu else "no ReLU: negatives stay")
     with pooled_col:
-        figures.show("numeric_grid", ops.max_pool(small_relu, 2), decimals=2,
-                     title="max pool 2×2 (the odd last row and column are dropped)")
+        if pool_size > min(small_after.shape):
+            st.info(f"A {pool_size}×{pool_size} pool does not fit this {small_after.shape[0]}×"
+                    f"{small_after.shape[1]} output; pick a smaller pool size.")
+        else:
+            dropped = small_after.shape[0] % pool_size
+            note = f" (the last {dropped} row(s) and column(s) are dropped)" if dropped else ""
+            explain_conv.grid(pool(small_after, pool_kind, pool_size), signed=not use_relu,
+                              title=f"{POOL_WORDS[pool_kind]} pool {pool_size}×{pool_size}{note}")
 
 
 @st.fragment
@@ -122,5 +146,5 @@ def pooling_by_hand() -> None:
     )
 
 
-cell_by_cell(image, kernel)
+cell_by_cell(image, kernel, padding, int(stride), use_relu, pool_kind, pool_size)
 pooling_by_hand()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+
+import numpy as np
 
 from tests.app.conftest import APP, texts
 from tests.conftest import REPO_ROOT
@@ -58,6 +61,7 @@ def test_playground_walks_through_seed_001_max_pool_example(open_page):
 
 def test_playground_computes_the_cell_it_shows(open_page):
     at = open_page("playground")
+    at.radio(key="playground-padding").set_value("valid").run()
     at.selectbox(key="playground-kernel-preset").set_value("identity").run()
     at.slider(key="playground-position").set_value(9).run()
     assert not at.exception
@@ -66,6 +70,56 @@ def test_playground_computes_the_cell_it_shows(open_page):
     centre = formula.split(" + ")[4]
     value = float(centre.strip("()").split("×")[0])
     assert formula.endswith(f"**{value:.2f}**")
+
+
+def _small_image(at) -> np.ndarray:
+    """The playground's 7×7 version of its default image (the first test image of class 0)."""
+    from cnn_core.engine import datasets, ops
+
+    data = datasets.load("mnist")
+    image = data.x_test[int(np.flatnonzero(data.y_test == 0)[0]), ..., 0].astype(np.float64)
+    return np.round(ops.avg_pool(image, 4), 2)
+
+
+def _formula(at, prefix: str) -> str:
+    return next(text for text in texts(at).splitlines() if text.startswith(prefix))
+
+
+def _chart_titles(at) -> list[str]:
+    specs = [json.loads(element.proto.spec) for element in at.get("vega_lite_chart")]
+    return [spec.get("title", {}).get("text", "") for spec in specs]
+
+
+def test_playground_cell_by_cell_follows_padding_stride_relu_and_pooling(open_page):
+    """It used to say 'valid' and 'max 2×2' and compute a valid convolution whatever was chosen."""
+    at = open_page("playground")
+    small = _small_image(at)
+    at.selectbox(key="playground-kernel-preset").set_value("identity").run()
+    at.radio(key="playground-padding").set_value("same").run()
+    at.slider(key="playground-position").set_value(25).run()  # 7×7 output: row 3, column 3
+    assert small[3, 3] != small[4, 4]
+    assert _formula(at, "output[3, 3]").endswith(f"**{small[3, 3]:.2f}**")
+    at.slider(key="playground-position").set_value(1).run()
+    first = _formula(at, "output[0, 0]")
+    assert first.startswith("output[0, 0] = (0.00×0) + (0.00×0) + (0.00×0)")  # the zero padding row
+    titles = _chart_titles(at)
+    assert "output (same, stride 1)" in titles and "max pool 2×2 (the last 1 row(s) and column(s) are dropped)" in titles
+
+    at.segmented_control(key="playground-stride").set_value(2).run()
+    at.slider(key="playground-position").set_value(6).run()  # 4×4 output: row 1, column 1 reads small[2, 2]
+    assert _formula(at, "output[1, 1]").endswith(f"**{small[2, 2]:.2f}**")
+    at.radio(key="playground-pool").set_value("avg").run()
+    at.select_slider(key="playground-pool-size").set_value(4).run()
+    titles = _chart_titles(at)
+    assert "output (same, stride 2)" in titles and "average pool 4×4" in titles
+    assert not any(title.startswith("max pool") for title in titles)
+
+    at.selectbox(key="playground-kernel-preset").set_value("vertical edges").run()
+    at.toggle(key="playground-relu").set_value(False).run()
+    assert not at.exception
+    assert "no ReLU: negatives stay" in _chart_titles(at)
+    assert any(line.startswith("no activation: the output is the sum itself") for line in texts(at).splitlines())
+    assert "ReLU keeps positives" not in texts(at)
 
 
 def test_playground_kernel_weights_are_editable(open_page):
