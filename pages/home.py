@@ -52,5 +52,15 @@ with st.container(border=True):
     st.markdown("**Workshop** — self-checking exercises from the classic Keras tutorials.")
     st.page_link("pages/exercises.py", label="Exercises", icon=":material/school:")
 
-if state.models:
-    st.caption(f"Models you made this session: {', '.join(state.models)}.")
+with st.container(border=True):
+    st.markdown("**Your workspace**")
+    st.caption(
+        f"{len(state.models)} models of your own, {len(state.runs)} training runs. What you make is kept on the "
+        "server under this page's address (the `ws=` part): bookmark it to come back later, or open it in "
+        "another tab. Anyone you give the address to sees your work."
+    )
+    if state.models:
+        st.text(f"Your models: {', '.join(state.models)}.")
+    with st.popover("Start over", icon=":material/restart_alt:"):
+        st.text("Delete all your models, runs and drawings and start with an empty workspace? This cannot be undone.")
+        st.button("Yes, start over", key="home-start-over", type="primary", on_click=app_state.start_over)

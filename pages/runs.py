@@ -1,4 +1,4 @@
-"""Compare runs: this session's training runs side by side — curves overlaid, settings and accuracy in a table."""
+"""Compare runs: this workspace's training runs side by side — curves overlaid, settings and accuracy in a table."""
 
 import altair as alt
 import streamlit as st
@@ -13,8 +13,8 @@ state = app_state.get()
 
 st.title("Compare runs")
 st.caption(
-    "Every run you finish in this session lands here, so you can see what a change of layer or setting did. "
-    "Only you see your runs."
+    "Every run you finish lands here (and stays after a reload), so you can see what a change of layer or "
+    "setting did. Only you see your runs."
 )
 
 if not state.runs:

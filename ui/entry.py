@@ -56,6 +56,10 @@ def ensure_navigation() -> None:
 
 
 def start_page() -> None:
-    """What every page does first: run inside the navigation, and show (and keep alive) a running job."""
+    """What every page does first: run inside the navigation, keep `?ws=` in the address, catch up with
+    the workspace, and show (and keep alive) a running job."""
+    from ui import workspace
+
     ensure_navigation()
+    workspace.follow_address()
     training_status.show()

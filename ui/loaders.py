@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cnn_core.engine.inference import Predictor
     from cnn_core.service.persistence import ModelBundle
     from cnn_core.service.queue import JobQueue
+    from cnn_core.service.workspace import WorkspaceStore
 
 
 def _secrets() -> dict:
@@ -38,6 +39,22 @@ def _secrets() -> dict:
 @st.cache_resource(show_spinner=False)
 def settings() -> Settings:
     return load_settings(os.environ, _secrets())
+
+
+@st.cache_resource(show_spinner=False)
+def workspace_store() -> WorkspaceStore:
+    """Where every browser's workspace is kept (see cnn_core/service/workspace.py)."""
+    from cnn_core.service import workspace
+
+    return workspace.make_store(settings())
+
+
+@st.cache_resource(show_spinner=False)
+def link_secret() -> bytes:
+    """The key shared links are signed with."""
+    from cnn_core.service import workspace
+
+    return workspace.link_secret(settings())
 
 
 @st.cache_resource(show_spinner="Loading the dataset…")
@@ -83,7 +100,7 @@ def _default_predictor(dataset_name: str) -> Predictor:
 
 
 def bundle(name: str) -> ModelBundle:
-    """A model by name: a shared default or one of this session's own."""
+    """A model by name: a shared default or one of the learner's own (loaded from the workspace on first use)."""
     state = app_state.get()
     default = app_state.default_dataset_of(name)
     if default is not None:

@@ -1,21 +1,28 @@
 """The one typed object that holds everything a visitor's session owns.
 
 Every page reads and writes this object instead of scattering keys over st.session_state,
-so what a session owns is written down in one place and nothing leaks between sessions:
-the object lives in that session's st.session_state and nowhere else.
+so what a session owns is written down in one place and nothing leaks between sessions.
+What must outlive the session (models, runs, the last drawing, the active model, a workshop
+link's lock) is written through to the browser's workspace (`ui.workspace`), and read back from
+it when a reload or a second tab starts a new session.
 """
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
+import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
 from cnn_core.engine.specs import Experiment, Layer, TrainingConfig
+from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
 from cnn_core.workshop import presets
+from ui.workspace import ModelShelf
 
 if TYPE_CHECKING:
     from cnn_core.engine.activations import FeatureExtractor
@@ -56,18 +63,38 @@ class RunRecord:
     seconds: float
     stopped_reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["experiment"] = json.loads(self.experiment.to_json())
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in names}
+        values["experiment"] = Experiment.from_json(json.dumps(data["experiment"]))
+        return cls(**values)
+
+
+def _memory_workspace() -> Workspace:
+    # Outside the app (tests, scripts) a state keeps its workspace in memory.
+    return Workspace(MemoryWorkspaceStore(), new_id())
+
 
 @dataclass
 class AppState:
-    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    # The session's own models (trained or uploaded); the defaults are not copied in here.
-    models: dict[str, ModelBundle] = field(default_factory=dict)
+    # Where what outlives the session is kept; its id is the browser's workspace id.
+    workspace: Workspace = field(default_factory=_memory_workspace)
+    # Local mode: models saved by name in this folder are listed too (host mode: None).
+    saved_dir: Path | None = None
+    # The learner's own models (workspace and saved ones); the defaults are not copied in here.
+    models: ModelShelf = field(init=False)
     predictors: dict[str, Predictor] = field(default_factory=dict)
     extractors: dict[str, FeatureExtractor] = field(default_factory=dict)
     # Cached evaluations per model name, so the Evaluate page does not redo 10 000 predictions.
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
-    active_model: str = DEFAULT_MODEL_NAMES["mnist"]
-    last_drawing: np.ndarray | None = None
+    _active_model: str = DEFAULT_MODEL_NAMES["mnist"]
+    _last_drawing: np.ndarray | None = None
     # Bumped by "Clear": the canvas empties itself when the count changes.
     canvas_clears: int = 0
     # The session's current (or last) training job; the queue runs it, the session only watches it.
@@ -92,6 +119,69 @@ class AppState:
             preset = presets.get(STARTING_PRESET)
             self.set_layers(preset.model.layers)
             self.editor_training = preset.training
+        self.models = ModelShelf(self.workspace, self.saved_dir)
+        self._run_keys: list[str] = []
+        self.refresh()
+        active = self.workspace.meta("active_model")
+        if isinstance(active, str) and active in self.model_names():
+            self._active_model = active
+        drawing = self.workspace.drawing("last.npy")
+        if drawing is not None:
+            try:
+                self._last_drawing = np.load(io.BytesIO(drawing), allow_pickle=False)
+            except ValueError:
+                self._last_drawing = None
+
+    @property
+    def session_id(self) -> str:
+        """The workspace id: the job queue's owner for this learner's runs."""
+        return self.workspace.id
+
+    @property
+    def active_model(self) -> str:
+        return self._active_model
+
+    @active_model.setter
+    def active_model(self, name: str) -> None:
+        if name != self._active_model:
+            self._active_model = name
+            self.workspace.put_meta("active_model", name)
+
+    @property
+    def last_drawing(self) -> np.ndarray | None:
+        return self._last_drawing
+
+    @last_drawing.setter
+    def last_drawing(self, image: np.ndarray | None) -> None:
+        if image is not None and self._last_drawing is not None and np.array_equal(image, self._last_drawing):
+            return
+        self._last_drawing = image
+        if image is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(image, dtype=np.float32), allow_pickle=False)
+            self.workspace.put_drawing("last.npy", buffer.getvalue())
+
+    def refresh(self) -> None:
+        """Read back what changed in the workspace since (another tab's models and runs)."""
+        self.models.refresh()
+        if self._active_model not in self.model_names():
+            # Deleted in another tab.
+            self._active_model = DEFAULT_MODEL_NAMES["mnist"]
+        keys = self.workspace.run_keys()
+        if keys != self._run_keys:
+            self._run_keys = keys
+            self.runs = []
+            for data in self.workspace.runs():
+                try:
+                    self.runs.append(RunRecord.from_dict(data))
+                except (KeyError, TypeError, ValueError):
+                    continue
+
+    def add_run(self, run: RunRecord) -> None:
+        """Record a finished run in the workspace (Compare runs reads it back after a reload)."""
+        self.workspace.add_run(run.to_dict())
+        self.runs.append(run)
+        self._run_keys = self.workspace.run_keys()
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -129,29 +219,73 @@ class AppState:
             number += 1
         return name
 
-    def add_model(self, bundle: ModelBundle) -> str:
-        """Keep `bundle` under a name no other model has, make it active, and return that name.
+    def add_model(self, bundle: ModelBundle, keras_bytes: bytes | None = None) -> str:
+        """Keep `bundle` in the workspace under a name no other model has, make it active, return that name.
 
-        A session keeps at most MAX_SESSION_MODELS models; the oldest go first, so a long workshop
-        cannot fill the server's memory with one visitor's models.
+        A workspace keeps at most MAX_SESSION_MODELS models that were not saved by name; the
+        oldest go first, so a long workshop cannot fill the server with one visitor's models.
         """
         bundle.name = self.unique_model_name(bundle.name)
-        self.models[bundle.name] = bundle
+        self.models.add(bundle, keras_bytes)
         self.active_model = bundle.name
-        while len(self.models) > MAX_SESSION_MODELS:
-            self._forget_model(next(iter(self.models)))
+        while len(self.models.temporary()) > MAX_SESSION_MODELS:
+            self.forget_model(self.models.temporary()[0])
         return bundle.name
 
-    def _forget_model(self, name: str) -> None:
-        for cache in (self.models, self.predictors, self.extractors, self.evaluations):
+    def forget_model(self, name: str) -> None:
+        """Delete a model of the learner's (from the workspace, or a saved file) and what was cached for it."""
+        self.models.delete(name)
+        for cache in (self.predictors, self.extractors, self.evaluations):
             cache.pop(name, None)
+        if self.active_model == name:
+            self.active_model = DEFAULT_MODEL_NAMES["mnist"]
+
+    def keep_model(self, name: str, wanted: str) -> str:
+        """Save a workspace model by name (host mode's "Save"); returns the name it got."""
+        new_name = wanted if wanted == name else self.unique_model_name(wanted)
+        self.models.keep(name, new_name)
+        for cache in (self.predictors, self.extractors, self.evaluations):
+            if name in cache:
+                cache[new_name] = cache.pop(name)
+        if self.active_model == name:
+            self.active_model = new_name
+        return new_name
+
+    def remember_link(self, params: dict[str, str] | None) -> None:
+        """Keep a workshop link's (signed) parameters, so its lock holds after a reload on any page."""
+        self.workspace.put_meta("link", params)
+
+    def remembered_link(self) -> dict[str, str] | None:
+        link = self.workspace.meta("link")
+        return link if isinstance(link, dict) else None
 
 
 def get() -> AppState:
-    """This session's state, created on first use."""
-    if STATE_KEY not in st.session_state:
-        st.session_state[STATE_KEY] = AppState()
-    return st.session_state[STATE_KEY]
+    """This session's state: created on first use from the workspace the address names (or a new one)."""
+    state = st.session_state.get(STATE_KEY)
+    if state is None:
+        from ui import workspace
+
+        state = st.session_state[STATE_KEY] = workspace.open_state()
+    return state
+
+
+def start_over() -> AppState:
+    """Empty this browser's workspace and move it to a new, empty one.
+
+    A new id rather than the old one emptied: a run still stopping, or another tab of the old
+    workspace, can then never bring the old work back into the new one.
+    """
+    from ui import workspace
+
+    old = get()
+    job = old.training_job
+    if job is not None and job.is_active:
+        job.stop()
+    old.workspace.clear()
+    state = st.session_state[STATE_KEY] = workspace.open_state(new_id())
+    workspace.keep_in_address(state)
+    return state
 
 
 def default_dataset_of(name: str) -> str | None:

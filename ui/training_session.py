@@ -60,7 +60,7 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         source="trained",
     ))
     experiment = result.experiment
-    state.runs.append(
+    state.add_run(
         RunRecord(
             name=name,
             experiment=experiment,

@@ -36,6 +36,12 @@ variable                    meaning                                             
                             cnn_core/service/queue.py for why)
 ``CNN_JOBS_PER_WORKER``     runs a worker process trains before it is           20            20
                             replaced, which returns its memory to the system
+``CNN_WORKSPACES_DIR``      folder for learners' workspaces (models, runs,      workspaces    workspaces
+                            drawings; see cnn_core/service/workspace.py)
+``CNN_WORKSPACE_MAX_MB``    size cap of one workspace, MiB                      500           50
+``CNN_WORKSPACE_TTL_DAYS``  days an untouched workspace is kept (0: forever)    0             7
+``CNN_LINK_SECRET``         key that signs shared links (HMAC-SHA256); unset:   generated     generated
+                            generated once into ``<workspaces dir>/.link-secret``
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -47,12 +53,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = REPO_ROOT / "saved_models"
+DEFAULT_WORKSPACES_DIR = REPO_ROOT / "workspaces"
 JOB_RUNNERS = ("thread", "process")
 
 
@@ -77,6 +84,11 @@ class Settings:
     models_dir: Path = DEFAULT_MODELS_DIR
     job_runner: str = "thread"
     jobs_per_worker: int = 20
+    workspaces_dir: Path = DEFAULT_WORKSPACES_DIR
+    workspace_max_mb: float = 500.0
+    workspace_ttl_days: float = 0.0
+    # Never printed with the settings.
+    link_secret: str = field(default="", repr=False)
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -110,6 +122,8 @@ def host_profile() -> Settings:
         abandon_after_s=60.0,
         result_ttl_s=600.0,
         job_runner="process",
+        workspace_max_mb=50.0,
+        workspace_ttl_days=7.0,
     )
 
 
@@ -174,6 +188,13 @@ def _parse_path(name: str, value: Any) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def _parse_secret(name: str, value: Any) -> str:
+    text = str(value).strip()
+    if len(text) < 16:
+        raise ValueError(f"{name} must be at least 16 characters long; use a long random string.")
+    return text
+
+
 # Field name → (environment variable, parser). Ranges keep a typo from taking the server down.
 VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host_mode": ("CNN_HOST_MODE", _parse_bool),
@@ -189,6 +210,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "models_dir": ("CNN_MODELS_DIR", _parse_path),
     "job_runner": ("CNN_JOB_RUNNER", _parse_runner),
     "jobs_per_worker": ("CNN_JOBS_PER_WORKER", _int_parser(1, 10_000)),
+    "workspaces_dir": ("CNN_WORKSPACES_DIR", _parse_path),
+    "workspace_max_mb": ("CNN_WORKSPACE_MAX_MB", _float_parser(1, 1_000_000)),
+    "workspace_ttl_days": ("CNN_WORKSPACE_TTL_DAYS", _float_parser(0, 36_500)),
+    "link_secret": ("CNN_LINK_SECRET", _parse_secret),
 }
 
 

@@ -19,6 +19,7 @@ APP = REPO_ROOT / "app.py"
 # Saved models go to a throw-away folder, never into the repository. Set at import time because
 # the app caches its settings once per process.
 os.environ["CNN_MODELS_DIR"] = tempfile.mkdtemp(prefix="cnn-app-tests-")
+os.environ["CNN_WORKSPACES_DIR"] = tempfile.mkdtemp(prefix="cnn-app-workspaces-")
 
 # Strokes on the 280×280 canvas, in canvas pixels, as a person would draw them.
 STROKES = {

@@ -69,12 +69,15 @@ def test_a_small_run_trains_and_becomes_the_active_model(open_page):
     at.button(key="train-run-save").click().run()
     saved = Path(os.environ["CNN_MODELS_DIR"]) / "my_first_cnn.keras"
     assert saved.exists() and saved.with_suffix(".json").exists()
-    assert any("Saved as" in message.value for message in at.success)
+    # The message names the model, not a path on the server.
+    saved_messages = [message.value for message in at.success if "Saved as" in message.value]
+    assert saved_messages and "my_first_cnn (saved)" in saved_messages[0] and "/" not in saved_messages[0]
+    assert "my_first_cnn (saved)" in state.models
 
-    # Another visitor's session does not see this model.
+    # Another visitor's workspace does not see this model; on a local server it sees the saved one.
     other = AppTest.from_file(str(APP), default_timeout=120).run()
     other.switch_page("pages/train.py").run()
-    assert app_state(other).models == {}
+    assert list(app_state(other).models) == ["my_first_cnn (saved)"]
     assert app_state(other).session_id != state.session_id
     other.switch_page("pages/home.py").run()
     assert name not in texts(other)

@@ -1,4 +1,4 @@
-"""Pick the model a page works with: a shipped default or one of this session's own models."""
+"""Pick the model a page works with: a shipped default or one of the learner's own (trained, uploaded, saved)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def card(name: str) -> ModelCard:
     default = app_state.default_dataset_of(name)
     if default is not None:
         return ModelCard(name, default, loaders.default_metadata(default).get("test_accuracy"))
-    bundle = state.models[name]
-    return ModelCard(name, bundle.dataset, bundle.metrics.get("test_accuracy"))
+    info = state.models.info(name)
+    return ModelCard(name, info.dataset, info.accuracy)
 
 
 def _set_active(key: str) -> None:
@@ -58,7 +58,10 @@ def _upload(key: str) -> None:
         st.session_state[f"{key}-upload-message"] = str(error)
         return
     bundle.name = f"{bundle.name} (uploaded)"
-    state.add_model(bundle)
+    try:
+        state.add_model(bundle, keras_bytes=upload.getvalue())
+    except ValueError as error:
+        st.session_state[f"{key}-upload-message"] = str(error)
 
 
 def upload_form(key: str) -> None:
@@ -68,6 +71,20 @@ def upload_form(key: str) -> None:
         st.selectbox("It was trained on", DATASETS, format_func=TITLES.get, key=f"{key}-upload-dataset")
         st.file_uploader("A .keras file", type=["keras"], key=f"{key}-upload-file", on_change=_upload,
                          args=(key,), help="Saved with model.save('name.keras'); standard Keras layers only.")
+
+
+def _delete(name: str, key: str) -> None:
+    state = app_state.get()
+    state.forget_model(name)
+    st.session_state[f"{key}-delete-message"] = f"Deleted the model {name!r}."
+
+
+def delete_form(key: str, name: str) -> None:
+    """Delete one of the learner's models (a shipped default cannot be deleted)."""
+    with st.popover("Delete", icon=":material/delete:", help="Delete this model", width="stretch",
+                    disabled=app_state.default_dataset_of(name) is not None):
+        st.text(f"Delete {name}? This cannot be undone.")
+        st.button("Delete this model", key=f"{key}-delete", on_click=_delete, args=(name, key), type="primary")
 
 
 def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> str:
@@ -80,7 +97,10 @@ def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> 
     # The widget's own state would go stale when another page changes the active model, so the
     # key carries the active name and the choice is copied into the session state on change.
     widget_key = f"{key}-{state.active_model}"
-    picker_col, upload_col = st.columns([5, 1], vertical_alignment="bottom") if allow_upload else (st, None)
+    if allow_upload:
+        picker_col, upload_col, delete_col = st.columns([5, 1, 1], vertical_alignment="bottom")
+    else:
+        picker_col, upload_col, delete_col = st, None, None
     name = picker_col.selectbox(
         "Model", names, index=index, key=widget_key, on_change=_set_active, args=(widget_key,),
         format_func=lambda n: f"{n} ({card(n).dataset_title}, {card(n).accuracy_text})",
@@ -88,6 +108,11 @@ def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> 
     if upload_col is not None:
         with upload_col:
             upload_form(key)
+        with delete_col:
+            delete_form(key, name)
+        deleted = st.session_state.pop(f"{key}-delete-message", None)
+        if deleted:
+            st.toast(deleted)
         message = st.session_state.pop(f"{key}-upload-message", None)
         if message:
             st.error(f"That model could not be used: {message}")

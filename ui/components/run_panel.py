@@ -12,7 +12,7 @@ import re
 import streamlit as st
 
 from cnn_core.engine.specs import Experiment
-from ui import loaders, training_session
+from ui import loaders, training_session, workspace
 from ui import state as app_state
 from ui.components import live_training
 
@@ -40,12 +40,19 @@ def _save(name: str, key: str) -> None:
     try:
         if not wanted:
             raise ValueError("Type a name to save the model under.")
-        renamed = dataclasses.replace(state.models[name], name=wanted)
-        path = persistence.save_bundle(renamed, loaders.settings().models_dir)
+        if loaders.settings().host_mode:
+            # A shared server keeps the model in the learner's own workspace, never in a shared folder.
+            saved = state.keep_model(name, wanted)
+        else:
+            path = persistence.save_bundle(dataclasses.replace(state.models[name], name=wanted),
+                                           loaders.settings().models_dir)
+            state.models.refresh(force=True)
+            saved = f"{path.stem}{workspace.SAVED_SUFFIX}"
     except ValueError as error:
         st.session_state[f"{key}-save-message"] = ("error", str(error))
         return
-    st.session_state[f"{key}-save-message"] = ("success", f"Saved as {path}.")
+    st.session_state[f"{key}-save-message"] = (
+        "success", f"Saved as “{saved}”: pick it in the model picker of any page, today or later.")
 
 
 def show_result(key: str) -> None:
@@ -66,27 +73,25 @@ def show_result(key: str) -> None:
     snapshot = job.progress.snapshot()
     if snapshot.epoch_history or snapshot.batch_loss:
         live_training.show_curves(snapshot)
+    message = st.session_state.pop(f"{key}-save-message", None)
     if name is None:
+        if message is not None:
+            (st.error if message[0] == "error" else st.success)(message[1])
         return
-    bundle = state.models[name]
     st.markdown(f"The model is now your **active model**: *{name}*. Try it on the Draw or Evaluate page.")
     download_col, save_col = st.columns(2)
     with download_col:
         from cnn_core.service import persistence
 
         st.download_button(
-            "Download the model (.keras)", data=lambda: persistence.model_to_bytes(bundle.model),
+            "Download the model (.keras)", data=lambda: persistence.model_to_bytes(state.models[name].model),
             file_name=f"{_file_stem(name)}.keras", mime="application/octet-stream", key=f"{key}-download",
             on_click="ignore",
         )
     with save_col:
-        if loaders.settings().host_mode:
-            # A shared demo does not let anonymous visitors write files on the server.
-            st.caption("Saving on the server is off on this shared demo; download the model instead.")
-            return
-        st.text_input("Save on this server as", value=_file_stem(name), key=f"{key}-save-name")
+        where = "your workspace" if loaders.settings().host_mode else "this server"
+        st.text_input(f"Save in {where} as", value=_file_stem(name), key=f"{key}-save-name")
         st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
-        message = st.session_state.pop(f"{key}-save-message", None)
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])
 
