@@ -62,6 +62,10 @@ def test_environment_overrides_each_field():
         "CNN_MODELS_DIR": "/srv/models",
         "CNN_JOB_RUNNER": "Thread",
         "CNN_JOBS_PER_WORKER": "5",
+        "CNN_WORKSPACES_DIR": "/srv/workspaces",
+        "CNN_WORKSPACE_MAX_MB": "20",
+        "CNN_WORKSPACE_TTL_DAYS": "3",
+        "CNN_LINK_SECRET": "a-long-enough-secret",
     }
     loaded = load_settings(env=env)
     assert loaded == Settings(
@@ -78,6 +82,10 @@ def test_environment_overrides_each_field():
         models_dir=Path("/srv/models"),
         job_runner="thread",
         jobs_per_worker=5,
+        workspaces_dir=Path("/srv/workspaces"),
+        workspace_max_mb=20.0,
+        workspace_ttl_days=3.0,
+        link_secret="a-long-enough-secret",
     )
     assert loaded.max_upload_bytes == int(2.5 * 1024 * 1024)
 
