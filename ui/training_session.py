@@ -54,6 +54,7 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         "epochs_completed": sum(1 for row in result.history if row.get("complete", True)),
         "seconds": result.seconds,
         "stopped_reason": result.stopped_reason,
+        "precision": result.precision,
     }
     name = state.add_model(ModelBundle(
         model=result.model, experiment=result.experiment, metrics=metrics, name=model_name(result),

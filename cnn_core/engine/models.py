@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
 from cnn_core.engine.specs import (
     DEFAULT_MAX_PARAMS,
@@ -32,29 +33,31 @@ if TYPE_CHECKING:
 _BUILD_LOCK = threading.Lock()
 
 
-def _keras_layer(layer: specs.Layer, name: str):
+def _keras_layer(layer: specs.Layer, name: str, dtype=None):
     import keras
 
+    # `dtype` is a layer's own dtype policy (None: Keras' default, float32); see precision.py.
+    options = {"name": name} if dtype is None else {"name": name, "dtype": dtype}
     match layer:
         case Conv2D():
             return keras.layers.Conv2D(
                 layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                activation=layer.activation, name=name,
+                activation=layer.activation, **options,
             )
         case MaxPool():
-            return keras.layers.MaxPooling2D(pool_size=layer.pool_size, name=name)
+            return keras.layers.MaxPooling2D(pool_size=layer.pool_size, **options)
         case AvgPool():
-            return keras.layers.AveragePooling2D(pool_size=layer.pool_size, name=name)
+            return keras.layers.AveragePooling2D(pool_size=layer.pool_size, **options)
         case GlobalAvgPool():
-            return keras.layers.GlobalAveragePooling2D(name=name)
+            return keras.layers.GlobalAveragePooling2D(**options)
         case Dropout():
-            return keras.layers.Dropout(layer.rate, name=name)
+            return keras.layers.Dropout(layer.rate, **options)
         case BatchNorm():
-            return keras.layers.BatchNormalization(name=name)
+            return keras.layers.BatchNormalization(**options)
         case Flatten():
-            return keras.layers.Flatten(name=name)
+            return keras.layers.Flatten(**options)
         case Dense():
-            return keras.layers.Dense(layer.units, activation=layer.activation, name=name)
+            return keras.layers.Dense(layer.units, activation=layer.activation, **options)
     raise ValueError(f"Unknown layer {layer!r}.")
 
 
@@ -104,16 +107,21 @@ def build_model(
     training: TrainingConfig | None = None,
     max_params: int = DEFAULT_MAX_PARAMS,
     steps_per_epoch: int | None = None,
+    precision: str = "float32",
 ) -> keras.Model:
     """Build and compile the functional model a spec describes, with weights seeded by `training.seed`.
 
     `steps_per_epoch` lets the optimizer's learning-rate schedule span the whole run
     (`training.epochs` epochs); without it the learning rate stays constant.
 
+    `precision="bfloat16"` computes every layer but the classifier in bfloat16 (Keras'
+    ``mixed_bfloat16``, float32 weights); the last Dense layer, its softmax and the loss stay float32.
+
     Layers are named after their kind and position (``conv2d_1``, ``maxpool_2``…) so feature maps
     and summaries can refer to the spec's own numbering.
     """
     specs.infer_shapes(spec, max_params=max_params)
+    precisions.check(precision)
     training = training if training is not None else TrainingConfig()
     import keras
 
@@ -121,17 +129,46 @@ def build_model(
         keras.utils.set_random_seed(training.seed)
         inputs = keras.Input(shape=tuple(spec.input_shape), name="image")
         outputs = inputs
+        hidden = precisions.layer_dtype(precision)
+        last = len(spec.layers)
         for index, layer in enumerate(spec.layers, start=1):
-            outputs = _keras_layer(layer, f"{layer.kind}_{index}")(outputs)
+            # The classifier stays float32 so the softmax and the loss are computed at full precision.
+            dtype = hidden if index < last else ("float32" if hidden is not None else None)
+            outputs = _keras_layer(layer, f"{layer.kind}_{index}", dtype)(outputs)
         model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+    _compile(model, training, total_steps=None if steps_per_epoch is None else steps_per_epoch * training.epochs)
+    return model
+
+
+def _compile(model: keras.Model, training: TrainingConfig, total_steps: int | None) -> None:
     model.compile(
-        optimizer=make_optimizer(
-            training, total_steps=None if steps_per_epoch is None else steps_per_epoch * training.epochs
-        ),
+        optimizer=make_optimizer(training, total_steps=total_steps),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
+
+
+def to_float32(model: keras.Model, training: TrainingConfig | None = None) -> keras.Model:
+    """The same model computing in float32 throughout (a model already in float32 is returned as is).
+
+    Mixed-precision weights are float32 already, so they are copied unchanged. The copy is compiled
+    like `build_model` (with `training`'s optimizer at its peak rate, fresh), so a downloaded model
+    evaluates or fine-tunes as usual, and it runs at full speed on any CPU.
+    """
+    if precisions.model_precision(model) == "float32":
+        return model
+    import keras
+
+    def float32_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    with _BUILD_LOCK:
+        copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    _compile(copy, training if training is not None else TrainingConfig(), total_steps=None)
+    return copy
 
 
 def _model_name(name: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from cnn_core.engine import datasets, specs
-from cnn_core.engine.models import build_model
+from cnn_core.engine.models import build_model, to_float32
 from cnn_core.engine.specs import DEFAULT_MAX_PARAMS, Experiment
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class TrainStarted:
     train_size: int
     val_size: int
     params: int
+    # "bfloat16" when the layers compute in Keras' mixed_bfloat16 (see precision.py), else "float32".
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class TrainingResult:
     stopped_reason: StopReason
     message: str
     seconds: float
+    # What training computed in; the model handed over always predicts in float32.
+    precision: str = "float32"
 
 
 def target_message(target_accuracy: float) -> str:
@@ -278,6 +282,7 @@ def train(
     listeners: Iterable[Listener] = (),
     dataset: Dataset | None = None,
     max_params: int = DEFAULT_MAX_PARAMS,
+    precision: str = "float32",
 ) -> TrainingResult:
     """Build, train and test the experiment's model; safe to call from a background thread.
 
@@ -285,6 +290,8 @@ def train(
     TrainFinished after the test-set evaluation, which runs even when training was stopped.
     Setting `stop_event` stops training after the current batch and keeps the weights so far.
     A run that raises (for example out of memory) sends no TrainFinished; the caller sees the error.
+    `precision="bfloat16"` trains in mixed bfloat16 (`precision.resolve` says where that pays); the
+    returned model is a float32 copy, which is what predicts fastest for one image and saves portably.
     """
     started = time.perf_counter()
     config = experiment.training
@@ -293,7 +300,9 @@ def train(
     specs.validate_training(config, max_train_size=len(dataset.x_train))
     data = split_data(experiment, dataset)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
-    model = build_model(experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch)
+    model = build_model(
+        experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch, precision=precision
+    )
 
     dispatch = _Dispatcher(listeners)
     callback = _forwarding_callback(
@@ -306,6 +315,7 @@ def train(
             train_size=len(data.x_train),
             val_size=0 if data.x_val is None else len(data.x_val),
             params=model.count_params(),
+            precision=precision,
         )
     )
     model.fit(
@@ -326,9 +336,8 @@ def train(
             f" Restored the weights of epoch {callback.best_epoch + 1}, "
             f"the best validation accuracy ({callback.best_val_accuracy:.2%})."
         )
-    test_loss, test_accuracy = (
-        float(v) for v in model.evaluate(data.x_test, data.y_test, batch_size=EVALUATION_BATCH_SIZE, verbose=0)
-    )
+    model = to_float32(model, config)
+    test_loss, test_accuracy = classifier_score(model, data.x_test, data.y_test)
 
     reason: StopReason
     if callback.target_reached:
@@ -364,7 +373,28 @@ def train(
         stopped_reason=reason,
         message=message,
         seconds=seconds,
+        precision=precision,
     )
+
+
+def classifier_score(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of a classifier on (x, y), as Keras' evaluate computes them.
+
+    Through a `Predictor` (one traced function, big batches) rather than `model.evaluate`, which
+    builds a data pipeline and needs a compiled model: a float32 copy of a bfloat16 run is not.
+    """
+    import numpy as np
+
+    from cnn_core.engine.inference import Predictor
+
+    probabilities = Predictor(model).predict_batch(x)
+    labels = np.asarray(y, dtype=np.int64)
+    picked = probabilities[np.arange(len(labels)), labels]
+    # Keras clips probabilities to [epsilon, 1 - epsilon] before the logarithm; so do we.
+    epsilon = 1e-7
+    loss = float(-np.mean(np.log(np.clip(picked, epsilon, 1 - epsilon))))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    return loss, accuracy
 
 
 @dataclass(frozen=True)
@@ -387,6 +417,7 @@ class ProgressSnapshot:
     epoch_history: list[dict[str, Any]]
     finished: TrainFinished | None
     batch_positions: list[float] = field(default_factory=list)
+    precision: str = "float32"
 
 
 class ProgressRecorder:
@@ -416,6 +447,7 @@ class ProgressRecorder:
         self._accuracies: list[float] = []
         self._epoch_history: list[dict[str, Any]] = []
         self._finished: TrainFinished | None = None
+        self._precision = "float32"
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -438,6 +470,7 @@ class ProgressRecorder:
                     self._status = "running"
                     self._epochs, self._steps_per_epoch = event.epochs, event.steps_per_epoch
                     self._started_at = self._clock()
+                    self._precision = event.precision
                 case TrainFinished():
                     self._status = "finished"
                     self._finished = event
@@ -464,4 +497,5 @@ class ProgressRecorder:
                 epoch_history=[dict(row) for row in self._epoch_history],
                 finished=self._finished,
                 batch_positions=list(self._positions),
+                precision=self._precision,
             )

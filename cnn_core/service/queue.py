@@ -168,6 +168,8 @@ class JobQueue:
         # server's own threads, which answer every visitor's clicks and drawings.
         threads = max(1, (os.cpu_count() or 1) // settings.max_concurrent_jobs)
         self._pool = _WorkerPool(threads) if settings.job_runner == "process" else None
+        # Read once: the CPU does not change, and every run of this server should compute alike.
+        self.precision = settings.training_precision
 
     # Submitting
 
@@ -265,6 +267,7 @@ class JobQueue:
                     listeners=(job.progress,),
                     dataset=self._load_dataset(job.experiment.training.dataset),
                     max_params=self.settings.max_params,
+                    precision=self.precision,
                 )
         except Exception as exc:
             if not isinstance(exc, ValueError | _WorkerError):
@@ -284,7 +287,7 @@ class JobQueue:
             name = job.experiment.training.dataset
             shipped = None if self._load_dataset is datasets.load else self._load_dataset(name)
             worker.stop.clear()
-            worker.conn.send((job.experiment, shipped, self.settings.max_params))
+            worker.conn.send((job.experiment, shipped, self.settings.max_params, self.precision))
             while True:
                 if job._stop_event.is_set():
                     worker.stop.set()

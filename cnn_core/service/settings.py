@@ -42,6 +42,8 @@ variable                    meaning                                             
 ``CNN_WORKSPACE_TTL_DAYS``  days an untouched workspace is kept (0: forever)    0             7
 ``CNN_LINK_SECRET``         key that signs shared links (HMAC-SHA256); unset:   generated     generated
                             generated once into ``<workspaces dir>/.link-secret``
+``CNN_BF16``                train in bfloat16: ``auto`` (where the CPU has      auto          auto
+                            AMX or AVX-512 BF16), ``on`` or ``off``
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -57,10 +59,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cnn_core.engine import precision
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = REPO_ROOT / "saved_models"
 DEFAULT_WORKSPACES_DIR = REPO_ROOT / "workspaces"
 JOB_RUNNERS = ("thread", "process")
+BF16_MODES = precision.MODES
 
 
 def _cpu_count() -> int:
@@ -89,10 +94,18 @@ class Settings:
     workspace_ttl_days: float = 0.0
     # Never printed with the settings.
     link_secret: str = field(default="", repr=False)
+    bf16: str = "auto"
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
             raise ValueError(f"job_runner must be one of {', '.join(JOB_RUNNERS)}, got {self.job_runner!r}.")
+        if self.bf16 not in BF16_MODES:
+            raise ValueError(f"bf16 must be one of {', '.join(BF16_MODES)}, got {self.bf16!r}.")
+
+    @property
+    def training_precision(self) -> str:
+        """"bfloat16" or "float32": what training runs compute in on this machine (see engine/precision.py)."""
+        return precision.resolve(self.bf16)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -179,6 +192,18 @@ def _parse_runner(name: str, value: Any) -> str:
     return text
 
 
+def _parse_bf16(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        # A TOML secret may be written as true/false.
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        text = "on" if text in _TRUE else "off"
+    if text not in BF16_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(BF16_MODES)}, got {value!r}.")
+    return text
+
+
 def _parse_path(name: str, value: Any) -> Path:
     text = str(value).strip()
     if not text:
@@ -214,6 +239,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "workspace_max_mb": ("CNN_WORKSPACE_MAX_MB", _float_parser(1, 1_000_000)),
     "workspace_ttl_days": ("CNN_WORKSPACE_TTL_DAYS", _float_parser(0, 36_500)),
     "link_secret": ("CNN_LINK_SECRET", _parse_secret),
+    "bf16": ("CNN_BF16", _parse_bf16),
 }
 
 

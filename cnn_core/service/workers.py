@@ -7,6 +7,7 @@ is replaced after `settings.jobs_per_worker` runs so the per-`fit` leak goes bac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -74,6 +75,35 @@ EVENT_INTERVAL_S = 0.05
 
 
 
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_module():
+    """Start spawned children without re-running this process's ``__main__``.
+
+    "spawn" normally makes the child import the parent's main script first. Under Streamlit (and
+    AppTest) ``__main__`` is the page script that ran last, so every new worker would run a page
+    script before it could train. The worker's code lives in this module, so it needs none of it.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def preparation_data(name):
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _SPAWN_LOCK:
+        spawn.get_preparation_data = preparation_data
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
+
+
 class _Worker:
     """A child process that trains one job at a time until it is told to exit."""
 
@@ -83,7 +113,8 @@ class _Worker:
         self.process = context.Process(
             target=_worker_main, args=(child_conn, self.stop, threads), name="cnn-training-worker", daemon=True
         )
-        self.process.start()
+        with _without_main_module():
+            self.process.start()
         child_conn.close()
         self.pid = self.process.pid
         self.jobs_done = 0
@@ -146,7 +177,7 @@ class _WorkerPool:
 
 
 def _worker_main(conn, stop, threads: int) -> None:
-    """The worker process: receive (experiment, dataset or None, max_params), train, send the outcome."""
+    """The worker process: receive (experiment, dataset or None, max_params, precision), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -160,7 +191,7 @@ def _worker_main(conn, stop, threads: int) -> None:
             return
         if message is None:
             return
-        experiment, dataset, max_params = message
+        experiment, dataset, max_params, precision = message
         last_sent = 0.0
 
         def relay(event) -> None:
@@ -177,7 +208,8 @@ def _worker_main(conn, stop, threads: int) -> None:
                 config = experiment.training
                 dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
             result = training.train(
-                experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params
+                experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params,
+                precision=precision,
             )
             outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))
         except Exception as exc:

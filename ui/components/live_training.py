@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 ACTIVE_STATES = ("queued", "running")
 
 
+def precision_label(precision: str) -> str:
+    """What the run's label says about its number format; empty for plain float32."""
+    return "bfloat16" if precision == "bfloat16" else ""
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -96,6 +101,10 @@ def _progress(job: TrainingJob, snapshot: ProgressSnapshot) -> None:
         f"step {snapshot.step} of {snapshot.steps_per_epoch} · "
         f"about {format_seconds(snapshot.eta_seconds)} left"
     )
+    label = precision_label(snapshot.precision)
+    if label:
+        # Mixed precision on a CPU with bfloat16 instructions: say so, it explains the speed.
+        text = f"{text} · {label}"
     if snapshot.status == "finished":
         text = "Measuring test accuracy…"
     st.progress(snapshot.fraction, text=text)

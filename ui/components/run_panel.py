@@ -71,6 +71,11 @@ def show_result(key: str) -> None:
     if state.last_result_message:
         st.success(state.last_result_message)
     snapshot = job.progress.snapshot()
+    if snapshot.precision == "bfloat16":
+        st.caption(
+            "Trained in **bfloat16** (mixed precision: this CPU multiplies bfloat16 natively), with a float32 "
+            "softmax; the model you get predicts in float32."
+        )
     if snapshot.epoch_history or snapshot.batch_loss:
         live_training.show_curves(snapshot)
     message = st.session_state.pop(f"{key}-save-message", None)

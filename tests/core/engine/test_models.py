@@ -3,8 +3,9 @@ import random
 import numpy as np
 import pytest
 
+from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
-from cnn_core.engine.models import build_model, learning_rate_schedule, make_optimizer
+from cnn_core.engine.models import build_model, learning_rate_schedule, make_optimizer, to_float32
 from cnn_core.engine.specs import (
     BatchNorm,
     Conv2D,
@@ -121,3 +122,43 @@ def test_build_model_spans_the_schedule_over_all_epochs():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
     model.optimizer.iterations.assign(100)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+BF16_SPEC = ModelSpec((Conv2D(4, 3), BatchNorm(), MaxPool(2), Flatten(), Dense(16), Dense(10, "softmax")))
+
+
+def test_a_bfloat16_model_computes_hidden_layers_in_bfloat16_and_outputs_float32():
+    import keras
+
+    model = build_model(BF16_SPEC, precision="bfloat16")
+    hidden, classifier = model.layers[1:-1], model.layers[-1]
+    assert [layer.compute_dtype for layer in hidden] == ["bfloat16"] * 5
+    assert all(layer.variable_dtype == "float32" for layer in model.layers)
+    assert classifier.compute_dtype == "float32"
+    assert model.output.dtype == "float32"
+    probabilities = np.asarray(model(np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)))
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # The policy went to the layers, not to Keras' process-wide default.
+    assert keras.config.dtype_policy().name == "float32"
+    assert precisions.model_precision(model) == "bfloat16"
+
+
+def test_the_default_build_is_float32_throughout():
+    model = build_model(BF16_SPEC)
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    assert precisions.model_precision(model) == "float32"
+
+
+def test_to_float32_keeps_the_weights_and_predicts_like_the_bfloat16_model():
+    model = build_model(BF16_SPEC, precision="bfloat16")
+    copy = to_float32(model)
+    assert precisions.model_precision(copy) == "float32"
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
+    for ours, theirs in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    images = np.random.default_rng(1).random((8, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(copy(images)), np.asarray(model(images)), atol=0.03)
+    float32_model = build_model(BF16_SPEC)
+    assert to_float32(float32_model) is float32_model
+

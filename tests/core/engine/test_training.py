@@ -318,3 +318,30 @@ def test_a_scheduled_run_ends_with_the_rate_at_zero(small):
     # 2 epochs × 9 steps: the cosine schedule spans exactly the run train() does.
     assert int(result.model.optimizer.iterations) == 18
     assert float(result.model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_bfloat16_run_says_so_and_hands_over_a_float32_model(small):
+    from cnn_core.engine import precision
+
+    events = []
+    result = training.train(experiment(epochs=1), dataset=small, listeners=[events.append], precision="bfloat16")
+    assert events[0].precision == "bfloat16"
+    assert result.precision == "bfloat16"
+    assert precision.model_precision(result.model) == "float32"
+    # The copy is compiled, so Keras' own evaluation gives the score the run reported.
+    loss, accuracy = result.model.evaluate(small.x_test, small.y_test, verbose=0)
+    assert accuracy == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert loss == pytest.approx(result.test_loss, rel=1e-4)
+    assert result.test_accuracy > 0.5
+    recorder = ProgressRecorder()
+    for event in events:
+        recorder(event)
+    assert recorder.snapshot().precision == "bfloat16"
+
+
+def test_a_float32_run_is_float32_throughout(small):
+    events = []
+    result = training.train(experiment(epochs=1), dataset=small, listeners=[events.append])
+    assert events[0].precision == result.precision == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        training.train(experiment(epochs=1), dataset=small, precision="float16")

@@ -325,3 +325,13 @@ def test_loaded_models_are_compiled_for_evaluation(bundle, tmp_path):
     assert type(loaded.model.optimizer).__name__ == "Adam"
     loss, accuracy = loaded.model.evaluate(IMAGES, np.zeros(len(IMAGES), np.int64), verbose=0)
     assert 0.0 <= accuracy <= 1.0 and loss > 0
+
+
+def test_the_shipped_models_predict_in_float32():
+    from cnn_core.engine import precision
+    from cnn_core.engine.inference import Predictor
+
+    for name in ("mnist", "fashion_mnist"):
+        model = persistence.load_default(name).model
+        assert precision.model_precision(model) == "float32"
+        assert Predictor(model).predict(np.zeros((28, 28), np.float32)).dtype == np.float32

@@ -46,7 +46,7 @@ class FakeTrainer:
     def finish(self, name: str) -> None:
         self.gates.setdefault(name, threading.Event()).set()
 
-    def __call__(self, experiment, *, stop_event, listeners, dataset, max_params):
+    def __call__(self, experiment, *, stop_event, listeners, dataset, max_params, precision="float32"):
         name = experiment.model.name
         gate = self.gates.setdefault(name, threading.Event())
         with self.lock:
@@ -346,12 +346,27 @@ def test_error_summary_keeps_the_useful_line():
     assert workers._error_summary(KeyError()) == "KeyError"
 
 
+@pytest.mark.parametrize(("bf16", "expected"), [("on", "bfloat16"), ("off", "float32")])
+def test_the_queue_trains_in_the_precision_its_settings_say(make_queue, bf16, expected):
+    seen = []
+
+    def trainer(experiment, *, precision, **kwargs):
+        seen.append(precision)
+        return TrainingResult(object(), experiment, [], 0.5, 0.9, "completed", "done", 0.1, precision)
+
+    queue = make_queue(trainer, bf16=bf16)
+    job = queue.submit(_experiment(), owner="alice")
+    assert job.wait(timeout=20) and job.state == "finished"
+    assert seen == [expected]
+    assert job.take_result().precision == expected
+
+
 # The process runner: real worker processes (each start imports TensorFlow, so they are shared)
 
 
 @pytest.fixture(scope="module")
 def process_queue():
-    settings = Settings(job_runner="process", max_concurrent_jobs=1, jobs_per_worker=3)
+    settings = Settings(job_runner="process", max_concurrent_jobs=1, jobs_per_worker=3, bf16="on")
     queue = JobQueue(settings, dataset_loader=lambda name: TINY)
     yield queue
     queue.shutdown(timeout=60)
@@ -368,6 +383,9 @@ def test_process_runner_returns_a_working_model_and_recycles_its_worker(process_
     assert [row["epoch"] for row in snapshot.epoch_history] == [0, 1]
     result = first.take_result()
     assert result.model.count_params() == 6_810
+    # The worker trained in the queue's precision and sent back a float32 model.
+    assert process_queue.precision == result.precision == snapshot.precision == "bfloat16"
+    assert {layer.compute_dtype for layer in result.model.layers} == {"float32"}
     assert [row["epoch"] for row in result.history] == [0, 1]
     probabilities = result.model.predict(TINY.x_test[:3], verbose=0)
     assert probabilities.shape == (3, 10)

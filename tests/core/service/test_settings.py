@@ -66,6 +66,7 @@ def test_environment_overrides_each_field():
         "CNN_WORKSPACE_MAX_MB": "20",
         "CNN_WORKSPACE_TTL_DAYS": "3",
         "CNN_LINK_SECRET": "a-long-enough-secret",
+        "CNN_BF16": "OFF",
     }
     loaded = load_settings(env=env)
     assert loaded == Settings(
@@ -86,6 +87,7 @@ def test_environment_overrides_each_field():
         workspace_max_mb=20.0,
         workspace_ttl_days=3.0,
         link_secret="a-long-enough-secret",
+        bf16="off",
     )
     assert loaded.max_upload_bytes == int(2.5 * 1024 * 1024)
 
@@ -124,6 +126,7 @@ def test_empty_values_count_as_unset():
         ("CNN_ABANDON_AFTER_S", "inf", "CNN_ABANDON_AFTER_S is 'inf'"),
         ("CNN_JOB_RUNNER", "fork", "CNN_JOB_RUNNER must be one of thread, process, got 'fork'"),
         ("CNN_JOBS_PER_WORKER", "0", "CNN_JOBS_PER_WORKER is 0; use a whole number from 1 to 10000"),
+        ("CNN_BF16", "fast", "CNN_BF16 must be one of auto, on, off, got 'fast'"),
     ],
 )
 def test_invalid_environment_values_name_the_variable_and_what_it_accepts(variable, value, expected):
@@ -142,3 +145,19 @@ def test_invalid_secret_names_the_secret():
 def test_settings_refuse_an_unknown_runner():
     with pytest.raises(ValueError, match="job_runner must be one of thread, process"):
         Settings(job_runner="celery")
+
+
+def test_the_bf16_setting_decides_the_training_precision(monkeypatch):
+    from cnn_core.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: True)
+    assert load_settings(env={}).bf16 == "auto"
+    assert load_settings(env={}).training_precision == "bfloat16"
+    assert load_settings(env={"CNN_BF16": "off"}).training_precision == "float32"
+    assert load_settings(env={"CNN_BF16": "0"}).bf16 == "off"
+    assert load_settings(env={}, secrets={"CNN_BF16": False}).training_precision == "float32"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: False)
+    assert load_settings(env={}).training_precision == "float32"
+    assert load_settings(env={"CNN_BF16": "on"}).training_precision == "bfloat16"
+    with pytest.raises(ValueError, match="bf16 must be one of auto, on, off"):
+        Settings(bf16="yes please")
