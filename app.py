@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.errors import shown_as_error
+
 st.set_page_config(page_title="How CNNs see", page_icon=":material/visibility:", layout="wide")
 
 navigation = st.navigation(
@@ -24,4 +26,6 @@ navigation = st.navigation(
         "Workshop": [st.Page("pages/exercises.py", title="Exercises", icon=":material/school:")],
     }
 )
-navigation.run()
+# A bug anywhere in a page is logged with a reference and shown as a short apology, never raw.
+with shown_as_error(stop=False):
+    navigation.run()

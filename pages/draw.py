@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cnn_core.engine import datasets, preprocess
+from cnn_core.engine import preprocess, registry
 from ui import images, loaders, timing
 from ui import state as app_state
 from ui.components import canvas, compare_models, explain_links, image_source, model_picker
@@ -30,7 +30,7 @@ state = app_state.get()
 st.title("Draw a digit")
 name = model_picker.show("draw-model")
 card = model_picker.card(name)
-class_names = datasets.CLASS_NAMES[card.dataset]
+class_names = registry.get(card.dataset).class_names
 
 
 def _clear() -> None:

@@ -6,9 +6,7 @@ Everything here is NumPy (cnn_core.engine.ops); no model and no TensorFlow, so t
 import numpy as np
 import streamlit as st
 
-from cnn_core.engine import explain, ops
-from cnn_core.engine.datasets import TITLES
-from cnn_core.engine.specs import DATASETS
+from cnn_core.engine import explain, ops, registry
 from ui import figures, images
 from ui.components import explain_conv, image_source, kernel_editor
 from ui.entry import start_page
@@ -32,7 +30,7 @@ st.caption(
 
 source_col, kernel_col, options_col = st.columns([2, 1, 1], gap="large")
 with source_col:
-    dataset_name = st.selectbox("Dataset", DATASETS, format_func=TITLES.get, key="playground-dataset")
+    dataset_name = st.selectbox("Dataset", registry.names(), format_func=registry.title, key="playground-dataset")
     picked = image_source.show("playground-image", dataset_name=dataset_name)
 with kernel_col:
     st.markdown("**Kernel** (3×3 weights)")

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from cnn_core.engine.datasets import TITLES
+from cnn_core.engine import registry
 from ui import state as app_state
 from ui.entry import start_page
 
@@ -30,7 +30,7 @@ st.dataframe(
     [
         {
             "run": run.name,
-            "dataset": TITLES[run.dataset],
+            "dataset": registry.title(run.dataset),
             "test accuracy": run.test_accuracy,
             "parameters": run.params,
             "epochs run": len(run.history),

@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import presets, sharing
-from ui import loaders
+from ui import errors, loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
 from ui.entry import start_page
@@ -28,8 +28,8 @@ if not state.query_loaded:
     if sharing.has_shared_experiment(st.query_params):
         try:
             experiment, locked = sharing.from_query_params(st.query_params.to_dict())
-        except ValueError as error:
-            st.error(f"The shared link could not be loaded: {error}")
+        except Exception as error:
+            st.error(f"The shared link could not be loaded: {errors.message(error)}")
         else:
             state.load_experiment(experiment, locked)
             state.editor_name = experiment.model.name

@@ -1,19 +1,37 @@
-"""The page boundary for mistakes a user can make: show the sentence, never a traceback."""
+"""The page boundary for errors: a user's mistake is shown as its sentence, a bug as a short apology.
+
+Only `UserError` messages reach the screen. Anything else (Keras's or NumPy's own ValueErrors
+included) is logged with its traceback under a reference that the apology shows, so a visitor
+can quote it and the log finds it.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
 
+from cnn_core.engine.errors import message_for
+
+logger = logging.getLogger("ui")
+
+
+def message(error: BaseException, what: str = "A page failed") -> str:
+    """The text to show for `error` (logging it with a reference unless it is a UserError)."""
+    return message_for(error, logger, what)
+
 
 @contextmanager
 def shown_as_error(stop: bool = True) -> Iterator[None]:
-    """Turn a ValueError from cnn_core (always written for the user) into st.error; stop the page if asked."""
+    """Show any exception inside as st.error (see `message`); stop the page if asked.
+
+    Streamlit's own st.stop/st.rerun pass through: they are BaseExceptions, not Exceptions.
+    """
     try:
         yield
-    except ValueError as error:
-        st.error(str(error))
+    except Exception as error:
+        st.error(message(error))
         if stop:
             st.stop()

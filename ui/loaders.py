@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from cnn_core.engine import datasets
+from cnn_core.engine.errors import UserError
 from cnn_core.service.settings import Settings, load_settings
 from ui import state as app_state
 
@@ -106,7 +107,7 @@ def bundle(name: str) -> ModelBundle:
     if default is not None:
         return default_bundle(default)
     if name not in state.models:
-        raise ValueError(f"There is no model called {name!r} in this session; pick another one.")
+        raise UserError(f"There is no model called {name!r} in this session; pick another one.")
     return state.models[name]
 
 

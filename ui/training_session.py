@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnn_core.engine import specs
-from cnn_core.engine.datasets import TITLES
+from cnn_core.engine import registry, specs
 from ui.state import AppState, RunRecord
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ def run_settings(training: specs.TrainingConfig) -> dict:
 
 def model_name(result: TrainingResult) -> str:
     experiment = result.experiment
-    dataset = TITLES[experiment.training.dataset]
+    dataset = registry.title(experiment.training.dataset)
     stopped = ", stopped early" if result.stopped_reason == "stopped" else ""
     return f"{experiment.model.name} on {dataset} ({result.test_accuracy:.1%}{stopped})"
 

@@ -9,23 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+from cnn_core.engine import registry
+from cnn_core.engine.pixels import to_unit_float
 
-FILES = {
-    "mnist": ("mnist.npz", "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"),
-    "fashion_mnist": ("fashion_mnist.npz", "5b6d2c4c694a91887af8ab7d039c04f80af3c29378d731c93a538d2e831aa469"),
-}
-TITLES = {"mnist": "MNIST digits", "fashion_mnist": "Fashion-MNIST"}
-# Known without loading (the files are checked against their sha256), so a server can check a
-# run's size without holding the images itself.
-TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000}
-CLASS_NAMES = {
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion_mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
-}
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass(frozen=True)
@@ -40,13 +27,17 @@ class Dataset:
     class_names: tuple[str, ...]
 
     @property
+    def info(self) -> registry.DatasetInfo:
+        return registry.get(self.name)
+
+    @property
     def title(self) -> str:
-        return TITLES[self.name]
+        return registry.title(self.name)
 
 
 def check_name(name: str) -> str:
-    if name not in FILES:
-        raise ValueError(f"Unknown dataset {name!r}; use one of {', '.join(FILES)}.")
+    """`name` if it is a registered dataset; UserError otherwise."""
+    registry.get(name)
     return name
 
 
@@ -59,7 +50,10 @@ def file_sha256(path: Path) -> str:
 
 
 def _read_arrays(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
-    filename, expected = FILES[name]
+    info = registry.get(name)
+    if info.arrays is not None:
+        return tuple(np.asarray(a) for a in info.arrays())
+    filename, expected = info.file, info.sha256
     path = data_dir / filename
     if path.exists():
         actual = file_sha256(path)
@@ -80,11 +74,7 @@ def _read_arrays(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) or float (N, 28, 28[, 1]) → float32 (N, 28, 28, 1) in [0, 1]."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        images = images.astype(np.float32) / 255.0
-    else:
-        images = images.astype(np.float32, copy=False)
+    images = to_unit_float(images)
     if images.ndim == 3:
         images = images[..., np.newaxis]
     return images
@@ -94,7 +84,7 @@ def load(name: str, data_dir: Path | str = DATA_DIR) -> Dataset:
     """Load a dataset once per process; later calls return the same read-only arrays."""
     check_name(name)
     # Normalise the folder so load("mnist") and load("mnist", "data/") share one cached copy.
-    return _load_cached(name, Path(data_dir).resolve())
+    return _load_cached(registry.get(name), Path(data_dir).resolve())
 
 
 def load_for_one_run(name: str, train_images: int | None = None, data_dir: Path | str = DATA_DIR) -> Dataset:
@@ -108,8 +98,9 @@ def load_for_one_run(name: str, train_images: int | None = None, data_dir: Path 
 
 
 @functools.cache
-def _load_cached(name: str, data_dir: Path) -> Dataset:
-    dataset = _prepare(name, *_read_arrays(name, data_dir))
+def _load_cached(info: registry.DatasetInfo, data_dir: Path) -> Dataset:
+    # Keyed by the registry entry itself, so a dataset registered again under its name is read again.
+    dataset = _prepare(info.name, *_read_arrays(info.name, data_dir))
     for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
         # Shared by every session in the process, so nobody may modify them in place.
         array.setflags(write=False)
@@ -119,4 +110,4 @@ def _load_cached(name: str, data_dir: Path) -> Dataset:
 def _prepare(name, x_train, y_train, x_test, y_test, train_images: int | None = None) -> Dataset:
     x_train, y_train = x_train[:train_images], y_train[:train_images]
     return Dataset(name, to_model_input(x_train), y_train.astype(np.int64), to_model_input(x_test),
-                   y_test.astype(np.int64), class_names=CLASS_NAMES[name])
+                   y_test.astype(np.int64), class_names=registry.get(name).class_names)

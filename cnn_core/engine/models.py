@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import (
     DEFAULT_MAX_PARAMS,
     AvgPool,
@@ -98,7 +99,7 @@ def make_optimizer(training: TrainingConfig, total_steps: int | None = None):
         "nadam": keras.optimizers.Nadam,
     }
     if training.optimizer not in classes:
-        raise ValueError(f"Unknown optimizer {training.optimizer!r}; use one of {', '.join(classes)}.")
+        raise UserError(f"Unknown optimizer {training.optimizer!r}; use one of {', '.join(classes)}.")
     return classes[training.optimizer](learning_rate=learning_rate_schedule(training, total_steps))
 
 

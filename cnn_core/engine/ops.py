@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnn_core.engine.errors import UserError
+
 PADDINGS = ("valid", "same")
 
 
 def _as_2d(name: str, array: object) -> np.ndarray:
     values = np.asarray(array)
     if values.ndim != 2:
-        raise ValueError(f"The {name} must be a 2-D matrix (rows × columns), got shape {values.shape}.")
+        raise UserError(f"The {name} must be a 2-D matrix (rows × columns), got shape {values.shape}.")
     if values.size == 0:
-        raise ValueError(f"The {name} is empty; give it at least one row and one column.")
+        raise UserError(f"The {name} is empty; give it at least one row and one column.")
     if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
-        raise ValueError(f"The {name} must hold real numbers, got dtype {values.dtype}.")
+        raise UserError(f"The {name} must hold real numbers, got dtype {values.dtype}.")
     return values.astype(np.float64, copy=False)
 
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"The {name} must be a whole number of at least 1, got {value!r}.")
+        raise UserError(f"The {name} must be a whole number of at least 1, got {value!r}.")
     return int(value)
 
 
@@ -46,14 +48,14 @@ def conv2d(image: np.ndarray, kernel: np.ndarray, padding: str = "valid", stride
     kernel = _as_2d("kernel", kernel)
     stride = _positive_int("stride", stride)
     if padding not in PADDINGS:
-        raise ValueError(f"Padding must be 'valid' or 'same', got {padding!r}.")
+        raise UserError(f"Padding must be 'valid' or 'same', got {padding!r}.")
     kh, kw = kernel.shape
     if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"The kernel is {kh}×{kw}; use an odd size such as 3×3 or 5×5 so it has a centre pixel.")
+        raise UserError(f"The kernel is {kh}×{kw}; use an odd size such as 3×3 or 5×5 so it has a centre pixel.")
     if padding == "same":
         image = np.pad(image, (_same_padding(image.shape[0], kh, stride), _same_padding(image.shape[1], kw, stride)))
     elif kh > image.shape[0] or kw > image.shape[1]:
-        raise ValueError(
+        raise UserError(
             f"The {kh}×{kw} kernel is larger than the {image.shape[0]}×{image.shape[1]} image; "
             "use a smaller kernel or padding 'same'."
         )
@@ -72,7 +74,7 @@ def _pool(x: np.ndarray, size: int, stride: int | None, reduce, name: str) -> np
     size = _positive_int("pool size", size)
     stride = size if stride is None else _positive_int("stride", stride)
     if size > x.shape[0] or size > x.shape[1]:
-        raise ValueError(
+        raise UserError(
             f"A {size}×{size} {name} window does not fit the {x.shape[0]}×{x.shape[1]} input; use a smaller size."
         )
     windows = np.lib.stride_tricks.sliding_window_view(x, (size, size))[::stride, ::stride]

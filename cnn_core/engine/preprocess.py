@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnn_core.engine.errors import UserError
+
 MNIST_SIZE = 28
 DIGIT_BOX = 20
 # Pixels with at least this much ink (after normalising the strongest ink to 1) count as drawing.
@@ -54,9 +56,9 @@ class PreprocessSteps:
 
 def _check_pixels(image: object, what: str) -> np.ndarray:
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"The {what} must be a NumPy array, got {type(image).__name__}.")
+        raise UserError(f"The {what} must be a NumPy array, got {type(image).__name__}.")
     if image.size == 0:
-        raise ValueError(f"The {what} is empty (shape {image.shape}); give it at least one pixel.")
+        raise UserError(f"The {what} is empty (shape {image.shape}); give it at least one pixel.")
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     if image.dtype == np.bool_:
@@ -64,11 +66,11 @@ def _check_pixels(image: object, what: str) -> np.ndarray:
     if np.issubdtype(image.dtype, np.floating):
         values = image.astype(np.float32)
         if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
-            raise ValueError(
+            raise UserError(
                 f"The {what} has float values outside [0, 1]; scale it to [0, 1] or pass uint8 pixels (0–255)."
             )
         return values
-    raise ValueError(f"The {what} must hold uint8 pixels (0–255) or floats in [0, 1], got dtype {image.dtype}.")
+    raise UserError(f"The {what} must hold uint8 pixels (0–255) or floats in [0, 1], got dtype {image.dtype}.")
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -199,12 +201,12 @@ def canvas_steps(rgba: np.ndarray) -> PreprocessSteps | None:
     """
     if not isinstance(rgba, np.ndarray) or rgba.ndim != 3 or rgba.shape[2] != 4:
         shape = getattr(rgba, "shape", None)
-        raise ValueError(
+        raise UserError(
             f"A canvas image must be an (height, width, 4) RGBA array, got shape {shape}; "
             "pass the canvas's image_data, or use image_to_mnist for other images."
         )
     if rgba.dtype != np.uint8:
-        raise ValueError(f"A canvas image must hold uint8 pixels (0–255), got dtype {rgba.dtype}.")
+        raise UserError(f"A canvas image must hold uint8 pixels (0–255), got dtype {rgba.dtype}.")
     return _steps_from_ink(_ink_from_rgba(_check_pixels(rgba, "canvas image")))
 
 
@@ -235,7 +237,7 @@ def image_steps(image: np.ndarray) -> PreprocessSteps | None:
         image = image[..., np.newaxis]
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         shape = getattr(image, "shape", None)
-        raise ValueError(
+        raise UserError(
             f"An image must be grayscale (H, W) or (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4), got shape {shape}."
         )
     pixels = _shrink(_check_pixels(image, "image"))

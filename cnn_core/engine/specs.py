@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
+
+from cnn_core.engine import registry
+from cnn_core.engine.errors import UserError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "linear", "softmax")
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw", "nadam")
@@ -19,7 +22,6 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw", "nadam")
 # the first ONE_CYCLE_WARMUP of the steps, then follows the same cosine down to 0.
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 ONE_CYCLE_WARMUP = 0.15
-DATASETS = ("mnist", "fashion_mnist")
 PADDINGS = ("valid", "same")
 
 # Bounds that keep a spec trainable on a laptop CPU; the host settings may tighten them further.
@@ -111,13 +113,13 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         if not isinstance(data, dict) or not isinstance(data.get("layers"), list | tuple):
-            raise ValueError("A model spec needs a 'layers' list; check the JSON you pasted or loaded.")
+            raise UserError("A model spec needs a 'layers' list; check the JSON you pasted or loaded.")
         shape, classes = data.get("input_shape", (28, 28, 1)), data.get("num_classes", 10)
         try:
             input_shape = tuple(int(v) for v in shape)
             num_classes = int(classes)
         except (TypeError, ValueError, OverflowError):
-            raise ValueError(
+            raise UserError(
                 f"The input shape {shape!r} and number of classes {classes!r} must be whole numbers, "
                 "such as [28, 28, 1] and 10."
             ) from None
@@ -155,11 +157,11 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
         if not isinstance(data, dict):
-            raise ValueError("The training settings must be an object of named values, such as {\"epochs\": 5}.")
+            raise UserError("The training settings must be an object of named values, such as {\"epochs\": 5}.")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"Unknown training settings {sorted(unknown)}; use only {sorted(known)}.")
+            raise UserError(f"Unknown training settings {sorted(unknown)}; use only {sorted(known)}.")
         return cls(**data)
 
 
@@ -189,9 +191,9 @@ class Experiment:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"The configuration is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+            raise UserError(f"The configuration is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
         if not isinstance(data, dict) or "model" not in data:
-            raise ValueError("The configuration needs a 'model' section with a 'layers' list.")
+            raise UserError("The configuration needs a 'model' section with a 'layers' list.")
         return cls(
             model=ModelSpec.from_dict(data["model"]),
             training=TrainingConfig.from_dict(data.get("training", {})),
@@ -204,20 +206,20 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
 
 def layer_from_dict(data: dict[str, Any]) -> Layer:
     if not isinstance(data, dict):
-        raise ValueError(f"Each layer must be an object with a 'type', got {data!r}.")
+        raise UserError(f"Each layer must be an object with a 'type', got {data!r}.")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise ValueError(f"Unknown layer type {kind!r}; use one of {', '.join(LAYER_TYPES)}.")
+        raise UserError(f"Unknown layer type {kind!r}; use one of {', '.join(LAYER_TYPES)}.")
     cls = LAYER_TYPES[kind]
     options = {k: v for k, v in data.items() if k != "type"}
     known = {f.name for f in fields(cls)}
     unknown = set(options) - known
     if unknown:
-        raise ValueError(f"A {kind} layer has no settings {sorted(unknown)}; it takes {sorted(known) or 'none'}.")
+        raise UserError(f"A {kind} layer has no settings {sorted(unknown)}; it takes {sorted(known) or 'none'}.")
     try:
         return cls(**options)
     except TypeError as exc:
-        raise ValueError(f"Could not read the {kind} layer: {exc}.") from exc
+        raise UserError(f"Could not read the {kind} layer: {exc}.") from exc
 
 
 def describe(layer: Layer) -> str:
@@ -246,15 +248,15 @@ def describe(layer: Layer) -> str:
 
 def _int_field(where: str, name: str, value: Any, low: int, high: int, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {name} must be a whole number, got {value!r}.")
+        raise UserError(f"{where}: {name} must be a whole number, got {value!r}.")
     if not low <= value <= high:
-        raise ValueError(f"{where}: {name} is {value}; use a value from {low} to {high}{hint}.")
+        raise UserError(f"{where}: {name} is {value}; use a value from {low} to {high}{hint}.")
     return value
 
 
 def _check_activation(where: str, activation: str) -> None:
     if activation not in ACTIVATIONS:
-        raise ValueError(f"{where}: unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}.")
+        raise UserError(f"{where}: unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}.")
 
 
 def _conv_or_pool_size(size: int, window: int, stride: int, padding: str) -> int:
@@ -270,27 +272,27 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
     editor can show it before any TensorFlow code runs.
     """
     if not isinstance(spec, ModelSpec):
-        raise ValueError("Expected a ModelSpec.")
+        raise UserError("Expected a ModelSpec.")
     if len(spec.input_shape) != 3 or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in spec.input_shape
     ):
-        raise ValueError(f"The input shape must be (height, width, channels) of positive ints, got {spec.input_shape}.")
+        raise UserError(f"The input shape must be (height, width, channels) of positive ints, got {spec.input_shape}.")
     _int_field("The model", "num_classes", spec.num_classes, 2, 1000)
     if not spec.layers:
-        raise ValueError("The model has no layers; add at least a Flatten and a Dense classifier.")
+        raise UserError("The model has no layers; add at least a Flatten and a Dense classifier.")
     if len(spec.layers) > MAX_LAYERS:
-        raise ValueError(f"The model has {len(spec.layers)} layers; keep it to {MAX_LAYERS} or fewer.")
+        raise UserError(f"The model has {len(spec.layers)} layers; keep it to {MAX_LAYERS} or fewer.")
 
     shape: Shape = tuple(spec.input_shape)
     infos: list[LayerInfo] = []
     for index, layer in enumerate(spec.layers):
         if not isinstance(layer, tuple(LAYER_TYPES.values())):
-            raise ValueError(f"Layer {index + 1} is not a known layer: {layer!r}.")
+            raise UserError(f"Layer {index + 1} is not a known layer: {layer!r}.")
         where = f"Layer {index + 1} ({layer.kind})"
         params = 0
         spatial = len(shape) == 3
         if layer.kind in SPATIAL_LAYERS + ("global_avgpool",) and not spatial:
-            raise ValueError(
+            raise UserError(
                 f"{where} needs an image-shaped input, but it comes after Flatten/Dense; "
                 "move it before the Flatten layer."
             )
@@ -300,11 +302,11 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
                 _int_field(where, "kernel_size", layer.kernel_size, 1, MAX_KERNEL)
                 _int_field(where, "strides", layer.strides, 1, 4)
                 if layer.padding not in PADDINGS:
-                    raise ValueError(f"{where}: padding must be 'valid' or 'same', got {layer.padding!r}.")
+                    raise UserError(f"{where}: padding must be 'valid' or 'same', got {layer.padding!r}.")
                 _check_activation(where, layer.activation)
                 h, w, c = shape
                 if layer.padding == "valid" and (layer.kernel_size > h or layer.kernel_size > w):
-                    raise ValueError(
+                    raise UserError(
                         f"{where}: the {layer.kernel_size}×{layer.kernel_size} kernel is larger than its "
                         f"{h}×{w} input; use kernel_size ≤ {min(h, w)}, padding 'same', or remove a pooling layer before it."
                     )
@@ -316,7 +318,7 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
                 _int_field(where, "pool_size", layer.pool_size, 1, 8)
                 h, w, c = shape
                 if layer.pool_size > h or layer.pool_size > w:
-                    raise ValueError(
+                    raise UserError(
                         f"{where}: a {layer.pool_size}×{layer.pool_size} pool does not fit its {h}×{w} input; "
                         f"use pool_size ≤ {min(h, w)} or remove this pooling layer."
                     )
@@ -325,9 +327,9 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
                 shape = (shape[2],)
             case Dropout():
                 if isinstance(layer.rate, bool) or not isinstance(layer.rate, int | float) or not 0 <= layer.rate < 1:
-                    raise ValueError(f"{where}: rate is {layer.rate!r}; use a fraction from 0 to 0.9.")
+                    raise UserError(f"{where}: rate is {layer.rate!r}; use a fraction from 0 to 0.9.")
                 if layer.rate > 0.9:
-                    raise ValueError(f"{where}: rate {layer.rate} drops almost everything; use at most 0.9.")
+                    raise UserError(f"{where}: rate {layer.rate} drops almost everything; use at most 0.9.")
             case BatchNorm():
                 channels = shape[-1]
                 params = 4 * channels
@@ -337,13 +339,13 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
                 _int_field(where, "units", layer.units, 1, MAX_UNITS)
                 _check_activation(where, layer.activation)
                 if len(shape) != 1:
-                    raise ValueError(
+                    raise UserError(
                         f"{where} gets an image-shaped input {shape}; add a Flatten or GlobalAvgPool layer before it."
                     )
                 params = shape[0] * layer.units + layer.units
                 shape = (layer.units,)
         if any(v <= 0 for v in shape):
-            raise ValueError(
+            raise UserError(
                 f"{where}: the output would be {shape}, which is empty; use a smaller kernel or pool, "
                 "'same' padding, or fewer pooling layers."
             )
@@ -351,13 +353,13 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
 
     last = spec.layers[-1]
     if not (isinstance(last, Dense) and last.units == spec.num_classes and last.activation == "softmax"):
-        raise ValueError(
+        raise UserError(
             f"The model has no classifier head; end it with Dense {spec.num_classes} units and "
             "activation 'softmax' (one output per class)."
         )
     total = sum(info.params for info in infos)
     if total > max_params:
-        raise ValueError(
+        raise UserError(
             f"The model has {total:,} parameters, above the limit of {max_params:,}; use fewer filters "
             "or units, or add a pooling layer before Flatten."
         )
@@ -371,35 +373,31 @@ def count_params(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> int:
 def check_lr_schedule(name: object) -> None:
     """Raise ValueError unless `name` is one of LR_SCHEDULES."""
     if not isinstance(name, str) or name not in LR_SCHEDULES:
-        raise ValueError(f"Unknown learning-rate schedule {name!r}; use one of {', '.join(LR_SCHEDULES)}.")
+        raise UserError(f"Unknown learning-rate schedule {name!r}; use one of {', '.join(LR_SCHEDULES)}.")
 
 
 def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_train_size: int | None = None) -> None:
     """Raise ValueError with a fix for any training setting that cannot work."""
-    if config.dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset {config.dataset!r}; use one of {', '.join(DATASETS)}.")
+    dataset = registry.get(config.dataset)
     if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
+        raise UserError(f"Unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
     lr = config.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not 1e-6 <= lr <= 1.0:
-        raise ValueError(f"Learning rate {lr!r} is out of range; use a value from 0.000001 to 1 (0.001 is typical).")
+        raise UserError(f"Learning rate {lr!r} is out of range; use a value from 0.000001 to 1 (0.001 is typical).")
     check_lr_schedule(config.lr_schedule)
     _int_field("Training", "batch_size", config.batch_size, MIN_BATCH, MAX_BATCH)
     _int_field("Training", "epochs", config.epochs, 1, max_epochs)
     _int_field("Training", "seed", config.seed, 0, 2**31 - 1)
     vs = config.validation_split
     if isinstance(vs, bool) or not isinstance(vs, int | float) or not 0 <= vs <= 0.5:
-        raise ValueError(f"Validation split {vs!r} is out of range; use a fraction from 0 to 0.5.")
+        raise UserError(f"Validation split {vs!r} is out of range; use a fraction from 0 to 0.5.")
     if config.train_subset is not None:
-        high = max_train_size if max_train_size is not None else 60_000
+        high = dataset.train_size if max_train_size is None else min(max_train_size, dataset.train_size)
         _int_field("Training", "train_subset", config.train_subset, 100, high, " images")
     if config.target_accuracy is not None:
         ta = config.target_accuracy
         if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta <= 1:
-            raise ValueError(f"Target accuracy {ta!r} must be a fraction above 0 and at most 1 (e.g. 0.998).")
+            raise UserError(f"Target accuracy {ta!r} must be a fraction above 0 and at most 1 (e.g. 0.998).")
     if config.restore_best and vs == 0:
-        raise ValueError("Restoring the best validation weights needs a validation split above 0.")
+        raise UserError("Restoring the best validation weights needs a validation split above 0.")
 
-
-def with_layers(spec: ModelSpec, layers: list[Layer] | tuple[Layer, ...]) -> ModelSpec:
-    return replace(spec, layers=tuple(layers))

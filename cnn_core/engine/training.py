@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from cnn_core.engine import datasets, specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model, to_float32
 from cnn_core.engine.specs import DEFAULT_MAX_PARAMS, Experiment
 
@@ -126,12 +127,12 @@ def split_data(experiment: Experiment, dataset: Dataset) -> TrainingData:
     config = experiment.training
     spec = experiment.model
     if tuple(dataset.x_train.shape[1:]) != tuple(spec.input_shape):
-        raise ValueError(
+        raise UserError(
             f"The model expects images of shape {tuple(spec.input_shape)}, but {dataset.name} has "
             f"{tuple(dataset.x_train.shape[1:])}; set the model's input_shape to match the dataset."
         )
     if spec.num_classes < len(dataset.class_names):
-        raise ValueError(
+        raise UserError(
             f"{dataset.name} has {len(dataset.class_names)} classes, but the model outputs only "
             f"{spec.num_classes}; set num_classes to {len(dataset.class_names)}."
         )
@@ -141,7 +142,7 @@ def split_data(experiment: Experiment, dataset: Dataset) -> TrainingData:
     # Keras' own rule for validation_split: the last fraction of the arrays, before any shuffling.
     split_at = int(math.ceil(len(x) * (1.0 - config.validation_split)))
     if split_at < 1:
-        raise ValueError("No training images are left after the validation split; use a smaller validation_split.")
+        raise UserError("No training images are left after the validation split; use a smaller validation_split.")
     x_val = y_val = None
     if split_at < len(x):
         x_val, y_val = x[split_at:], y[split_at:]

@@ -24,6 +24,7 @@ import numpy as np
 
 from cnn_core.engine import datasets, specs
 from cnn_core.engine.datasets import file_sha256
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import make_optimizer
 from cnn_core.engine.specs import Experiment, TrainingConfig
 
@@ -90,12 +91,12 @@ class ModelBundle:
 def sanitize_name(name: str) -> str:
     """A file-name-safe version of a bundle name; ValueError for empty or path-like names."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("Give the model a name, for example 'my_mnist_cnn'.")
+        raise UserError("Give the model a name, for example 'my_mnist_cnn'.")
     if "/" in name or "\\" in name or name.strip() in (".", "..") or name.startswith("."):
-        raise ValueError(f"The name {name!r} looks like a path; use letters, digits, '-' and '_' only.")
+        raise UserError(f"The name {name!r} looks like a path; use letters, digits, '-' and '_' only.")
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")[:80]
     if not cleaned:
-        raise ValueError(f"The name {name!r} has no letters or digits; use letters, digits, '-' and '_'.")
+        raise UserError(f"The name {name!r} has no letters or digits; use letters, digits, '-' and '_'.")
     return cleaned
 
 
@@ -135,7 +136,7 @@ def _write_atomically(final: Path, write) -> None:
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
     """Write `<name>.keras` and `<name>.json` into `directory`; returns the .keras path."""
     if bundle.source not in SOURCES:
-        raise ValueError(f"Unknown source {bundle.source!r}; use one of {', '.join(SOURCES)}.")
+        raise UserError(f"Unknown source {bundle.source!r}; use one of {', '.join(SOURCES)}.")
     name = sanitize_name(bundle.name)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -176,11 +177,11 @@ def _read_description(json_path: Path) -> dict[str, Any]:
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ValueError(f"{json_path} is missing; a bundle needs its .json next to the .keras file.") from exc
+        raise UserError(f"{json_path} is missing; a bundle needs its .json next to the .keras file.") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{json_path} is not valid JSON ({exc.msg}); save the model again.") from exc
+        raise UserError(f"{json_path} is not valid JSON ({exc.msg}); save the model again.") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{json_path} does not describe a model bundle; save the model again.")
+        raise UserError(f"{json_path} does not describe a model bundle; save the model again.")
     return data
 
 
@@ -190,7 +191,7 @@ def _experiment_from(data: Any, where: str) -> Experiment | None:
     try:
         return Experiment.from_json(json.dumps(data))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"The experiment in {where} cannot be read: {exc}") from exc
+        raise UserError(f"The experiment in {where} cannot be read: {exc}") from exc
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
@@ -200,23 +201,23 @@ def load_bundle(path: str | Path) -> ModelBundle:
     path = Path(path)
     model_path, json_path = path.with_suffix(".keras"), path.with_suffix(".json")
     if not model_path.exists():
-        raise ValueError(f"{model_path} does not exist.")
+        raise UserError(f"{model_path} does not exist.")
     description = _read_description(json_path)
     expected_sha = description.get("keras_sha256")
     if expected_sha is not None and file_sha256(model_path) != expected_sha:
-        raise ValueError(
+        raise UserError(
             f"{model_path} does not match {json_path.name} (a save was interrupted or a file was replaced); "
             "save the model again."
         )
     source = description.get("source", "trained")
     if source not in SOURCES:
-        raise ValueError(f"{json_path} has an unknown source {source!r}; use one of {', '.join(SOURCES)}.")
+        raise UserError(f"{json_path} has an unknown source {source!r}; use one of {', '.join(SOURCES)}.")
     experiment = _experiment_from(description.get("experiment"), str(json_path))
     try:
         # The optimizer state is not needed to predict or evaluate; a fresh compile below is enough.
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:
-        raise ValueError(f"Keras could not load {model_path}: {exc}") from exc
+        raise UserError(f"Keras could not load {model_path}: {exc}") from exc
     _compile(model, experiment)
     return ModelBundle(
         model=model,
@@ -233,7 +234,7 @@ def load_default(dataset: str, directory: str | Path = MODELS_DIR) -> ModelBundl
     datasets.check_name(dataset)
     model_path = Path(directory) / f"default_{dataset}.keras"
     if not model_path.exists():
-        raise ValueError(f"There is no default model for {dataset} at {model_path}; create it with `make models`.")
+        raise UserError(f"There is no default model for {dataset} at {model_path}; create it with `make models`.")
     bundle = load_bundle(model_path)
     bundle.source = "default"
     return bundle
@@ -263,17 +264,17 @@ def _check_config(node: Any) -> None:
         class_name = node.get("class_name")
         module = node.get("module")
         if class_name in FORBIDDEN_CLASSES:
-            raise ValueError(
+            raise UserError(
                 f"The model contains a {class_name} layer, which holds arbitrary Python code and is never "
                 "loaded here; rebuild it with standard Keras layers only."
             )
         if module is not None and module not in ALLOWED_MODULES:
-            raise ValueError(
+            raise UserError(
                 f"The model refers to {module}.{class_name}, which is not a standard Keras layer; "
                 "rebuild it with standard Keras layers only."
             )
         if class_name == "function" and module not in FUNCTION_MODULES:
-            raise ValueError(f"The model calls the function {node.get('config')!r}, which is not allowed here.")
+            raise UserError(f"The model calls the function {node.get('config')!r}, which is not allowed here.")
         for value in node.values():
             _check_config(value)
     elif isinstance(node, list):
@@ -284,16 +285,16 @@ def _check_config(node: Any) -> None:
 def _check_archive(data: bytes, filename: str, max_bytes: int) -> dict[str, Any] | None:
     """Check the zip structure and Keras config; return the embedded description if any."""
     if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ValueError(f"{filename} is not a .keras file (it is not a zip archive); save it with model.save('x.keras').")
+        raise UserError(f"{filename} is not a .keras file (it is not a zip archive); save it with model.save('x.keras').")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
             # A small zip can expand enormously; refuse before anything is decompressed.
             if len(members) > 100 or sum(m.file_size for m in members) > 5 * max_bytes:
-                raise ValueError(f"{filename} expands to more than {5 * max_bytes // 1_000_000} MB; upload a smaller model.")
+                raise UserError(f"{filename} expands to more than {5 * max_bytes // 1_000_000} MB; upload a smaller model.")
             names = {m.filename for m in members}
             if "config.json" not in names:
-                raise ValueError(f"{filename} has no config.json; save the model with model.save('x.keras').")
+                raise UserError(f"{filename} has no config.json; save the model with model.save('x.keras').")
             config = json.loads(archive.read("config.json"))
             _check_config(config)
             embedded = None
@@ -304,33 +305,33 @@ def _check_archive(data: bytes, filename: str, max_bytes: int) -> dict[str, Any]
                     logger.warning("Ignoring the unreadable %s inside %s.", EMBEDDED_JSON, filename)
             return embedded if isinstance(embedded, dict) else None
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{filename} is damaged ({exc}); save the model again and re-upload it.") from exc
+        raise UserError(f"{filename} is damaged ({exc}); save the model again and re-upload it.") from exc
 
 
 def _check_io(model, filename: str) -> None:
     expected = f"input shape {EXPECTED_INPUT_SHAPE} (28×28 grayscale images) and {EXPECTED_CLASSES} softmax outputs"
     inputs, outputs = model.inputs, model.outputs
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"{filename} has {len(inputs)} inputs and {len(outputs)} outputs; this app expects one each: {expected}.")
+        raise UserError(f"{filename} has {len(inputs)} inputs and {len(outputs)} outputs; this app expects one each: {expected}.")
     input_shape = tuple(inputs[0].shape[1:])
     if input_shape != EXPECTED_INPUT_SHAPE:
-        raise ValueError(f"{filename} takes inputs of shape {input_shape}; this app expects {expected}.")
+        raise UserError(f"{filename} takes inputs of shape {input_shape}; this app expects {expected}.")
     output_shape = tuple(outputs[0].shape[1:])
     if output_shape != (EXPECTED_CLASSES,):
-        raise ValueError(f"{filename} outputs shape {output_shape}; this app expects {expected}.")
+        raise UserError(f"{filename} outputs shape {output_shape}; this app expects {expected}.")
     # Probabilities are what the pages show, so check the outputs really are a distribution.
     probe = np.random.default_rng(0).random((4, *EXPECTED_INPUT_SHAPE), dtype=np.float32)
     probe[0] = 0.0
     try:
         probabilities = np.asarray(model(probe, training=False))
     except Exception as exc:
-        raise ValueError(f"{filename} failed on a test image ({exc}); this app expects {expected}.") from exc
+        raise UserError(f"{filename} failed on a test image ({exc}); this app expects {expected}.") from exc
     if not (
         np.all(np.isfinite(probabilities))
         and np.all(probabilities >= -1e-6)
         and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
     ):
-        raise ValueError(
+        raise UserError(
             f"{filename} does not output probabilities (they must be ≥ 0 and sum to 1); "
             f"end the model with Dense(10, activation='softmax'). This app expects {expected}."
         )
@@ -402,9 +403,9 @@ def load_upload(
 
     datasets.check_name(dataset)
     if not filename.lower().endswith(".keras"):
-        raise ValueError(f"{filename} is not a .keras file; save your model with model.save('my_model.keras').")
+        raise UserError(f"{filename} is not a .keras file; save your model with model.save('my_model.keras').")
     if len(data) > max_bytes:
-        raise ValueError(f"{filename} is {len(data) / 1e6:.1f} MB; upload a model of at most {max_bytes / 1e6:.0f} MB.")
+        raise UserError(f"{filename} is {len(data) / 1e6:.1f} MB; upload a model of at most {max_bytes / 1e6:.0f} MB.")
     embedded = _check_archive(data, filename, max_bytes)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.keras"
@@ -413,12 +414,12 @@ def load_upload(
             # compile=False: the optimizer and loss are not needed to predict and are one less thing to deserialise.
             model = keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:
-            raise ValueError(
+            raise UserError(
                 f"Keras could not load {filename} safely ({type(exc).__name__}: {exc}); "
                 "upload a model saved with model.save('x.keras') using standard layers only."
             ) from exc
     if not isinstance(model, keras.Model):
-        raise ValueError(f"{filename} does not contain a Keras model.")
+        raise UserError(f"{filename} does not contain a Keras model.")
     _check_io(model, filename)
 
     experiment = None

@@ -50,7 +50,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from cnn_core.engine import datasets, specs, training
+from cnn_core.engine import datasets, registry, specs, training
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import model_from_bytes
 from cnn_core.engine.specs import Experiment
 from cnn_core.service.settings import Settings, load_settings
@@ -186,13 +187,13 @@ class JobQueue:
         with self._lock:
             current = next((job for job in self._jobs.values() if job.owner == owner and job.is_active), None)
             if current is not None:
-                raise ValueError(
+                raise UserError(
                     f"You already have a training run {current.state}; stop it before starting another."
                 )
             if len(self._running) >= self.settings.max_concurrent_jobs and (
                 len(self._waiting) >= self.settings.max_queued_jobs
             ):
-                raise ValueError(
+                raise UserError(
                     f"The server is busy: all {len(self._running)} training slots are in use and "
                     f"{len(self._waiting)} runs are waiting. Try again in a minute."
                 )
@@ -207,7 +208,7 @@ class JobQueue:
 
     def _train_images(self, name: str) -> int:
         if self._load_dataset is datasets.load:
-            return datasets.TRAIN_IMAGES[name]
+            return registry.get(name).train_size
         return len(self._load_dataset(name).x_train)
 
     def _check_caps(self, experiment: Experiment) -> None:
@@ -215,7 +216,7 @@ class JobQueue:
         config = experiment.training
         epochs = config.epochs
         if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > limits.max_epochs:
-            raise ValueError(
+            raise UserError(
                 f"This server allows at most {limits.max_epochs} epochs per run; set epochs to "
                 f"{limits.max_epochs} or fewer."
             )
@@ -227,7 +228,7 @@ class JobQueue:
         )
         used = available if config.train_subset is None else min(config.train_subset, available)
         if used > limits.max_train_size:
-            raise ValueError(
+            raise UserError(
                 f"This run would use all {available:,} training images; this server allows "
                 f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
             )
@@ -270,9 +271,7 @@ class JobQueue:
                     precision=self.precision,
                 )
         except Exception as exc:
-            if not isinstance(exc, ValueError | _WorkerError):
-                logger.exception("Training job %s of %s failed.", job.id, job.owner)
-            error = _error_message(exc)
+            error = _error_message(exc, f"Training job {job.id} of {job.owner} failed")
         finally:
             self._finish(job, result, error)
 

@@ -16,23 +16,10 @@ import threading
 import time
 
 from cnn_core.engine import datasets, training
+from cnn_core.engine.errors import UserError, report
 from cnn_core.engine.models import model_to_bytes
 
 logger = logging.getLogger(__name__)
-
-# Longest error summary shown to a learner; the full error goes to the server log.
-MAX_ERROR_CHARS = 200
-
-
-def _error_summary(exc: BaseException) -> str:
-    """One readable line from an unexpected error; TensorFlow's messages embed a Python call stack."""
-    noise = ("File ", "[[", "Detected at node", "Graph execution error", "Traceback", "Stack trace")
-    lines = [line.strip() for line in str(exc).splitlines()]
-    useful = [line for line in lines if line and not line.startswith(noise)]
-    summary = useful[-1] if useful else type(exc).__name__
-    if len(summary) > MAX_ERROR_CHARS:
-        summary = summary[: MAX_ERROR_CHARS - 1] + "…"
-    return summary
 
 
 class WorkerCrashed(RuntimeError):
@@ -47,32 +34,27 @@ class _WorkerError(Exception):
     """A run that failed inside a worker; the message was already written for the learner there."""
 
 
-def _error_message(exc: BaseException) -> str:
-    if isinstance(exc, _WorkerError):
+def _error_message(exc: BaseException, what: str) -> str:
+    """What the learner reads about a failed run; anything but their own mistake is logged here."""
+    if isinstance(exc, _WorkerError | UserError):
+        # A _WorkerError's message was made by this same function inside the worker.
         return str(exc)
     if isinstance(exc, WorkerCrashed):
+        logger.error("%s: the worker process died (%s).", what, exc)
         return (
             f"The training process stopped unexpectedly ({exc}); the server may have run out of memory. "
             "Try a smaller model, batch size or training subset."
         )
-    if isinstance(exc, ValueError):
-        # ValueErrors are written for learners throughout cnn_core.
-        return str(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        logger.warning("%s: out of memory.", what, exc_info=exc)
         return "The server ran out of memory for this run; use a smaller model, batch size or training subset."
-    return (
-        f"Training failed unexpectedly ({type(exc).__name__}: {_error_summary(exc)}). "
-        "Try again, or try a smaller model or batch size."
-    )
-
+    return report(exc, logger, what)
 
 
 # An idle worker holds a TensorFlow runtime and a dataset (~1 GB); give that back after a quiet spell.
 WORKER_IDLE_S = 300.0
 # Send a learner's batch progress at most this often; the chart cannot show more anyway.
 EVENT_INTERVAL_S = 0.05
-
-
 
 
 _SPAWN_LOCK = threading.Lock()
@@ -213,9 +195,7 @@ def _worker_main(conn, stop, threads: int) -> None:
             )
             outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))
         except Exception as exc:
-            if not isinstance(exc, ValueError):
-                logger.exception("Training failed in worker process %s.", os.getpid())
-            outcome = ("error", _error_message(exc))
+            outcome = ("error", _error_message(exc, f"Training failed in worker process {os.getpid()}"))
         finally:
             result = dataset = None
         try:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cnn_core.engine import specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment, ModelSpec, TrainingConfig
 
 FORMAT_VERSION = 1
@@ -48,14 +49,14 @@ def _check_locked(locked: Iterable[str]) -> frozenset[str]:
     names = frozenset(locked)
     unknown = sorted(str(name) for name in names - set(LOCKABLE_FIELDS))
     if unknown:
-        raise ValueError(f"Cannot lock {', '.join(unknown)}; lockable fields are {', '.join(LOCKABLE_FIELDS)}.")
+        raise UserError(f"Cannot lock {', '.join(unknown)}; lockable fields are {', '.join(LOCKABLE_FIELDS)}.")
     return names
 
 
 def to_query_params(experiment: Experiment, locked: Iterable[str] = ()) -> dict[str, str]:
     """The query parameters that describe `experiment` with `locked` fields frozen."""
     if not isinstance(experiment, Experiment):
-        raise ValueError("Only an Experiment (a model spec with its training config) can be shared.")
+        raise UserError("Only an Experiment (a model spec with its training config) can be shared.")
     names = _check_locked(locked)
     payload = {"v": FORMAT_VERSION, "model": experiment.model.to_dict(), "training": experiment.training.to_dict()}
     text = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
@@ -75,16 +76,16 @@ def _single_value(params: Mapping[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"The link's '{key}' parameter is not text; copy the whole link again.")
+        raise UserError(f"The link's '{key}' parameter is not text; copy the whole link again.")
     return value
 
 
 def _decode_payload(encoded: str) -> Any:
     encoded = encoded.strip()
     if not encoded:
-        raise ValueError("The link's configuration is empty; copy the whole link again.")
+        raise UserError("The link's configuration is empty; copy the whole link again.")
     if len(encoded) > MAX_ENCODED_CHARS:
-        raise ValueError(
+        raise UserError(
             f"The link's configuration is {len(encoded):,} characters, more than the {MAX_ENCODED_CHARS:,} "
             "a shared experiment can use; share a smaller model."
         )
@@ -92,52 +93,52 @@ def _decode_payload(encoded: str) -> Any:
         # validate=True: the lenient default silently skips stray characters instead of refusing them.
         packed = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("The link's configuration is garbled (not base64); copy the whole link again.") from None
+        raise UserError("The link's configuration is garbled (not base64); copy the whole link again.") from None
     inflater = zlib.decompressobj()
     try:
         # Inflate at most one byte past the limit so a zip bomb costs nothing.
         raw = inflater.decompress(packed, MAX_DECODED_BYTES + 1)
     except zlib.error:
-        raise ValueError("The link's configuration is garbled (cannot decompress); copy the whole link again.") from None
+        raise UserError("The link's configuration is garbled (cannot decompress); copy the whole link again.") from None
     if len(raw) > MAX_DECODED_BYTES or inflater.unconsumed_tail:
-        raise ValueError(f"The link's configuration unpacks to more than {MAX_DECODED_BYTES // 1024} KiB; share a smaller model.")
+        raise UserError(f"The link's configuration unpacks to more than {MAX_DECODED_BYTES // 1024} KiB; share a smaller model.")
     if not inflater.eof:
-        raise ValueError("The link's configuration is cut off; copy the whole link again.")
+        raise UserError("The link's configuration is cut off; copy the whole link again.")
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError("The link's configuration is not valid JSON; copy the whole link again.") from None
+        raise UserError("The link's configuration is not valid JSON; copy the whole link again.") from None
 
 
 def _experiment_from_payload(payload: Any) -> Experiment:
     if not isinstance(payload, dict):
-        raise ValueError("The link's configuration is not an experiment; copy the whole link again.")
+        raise UserError("The link's configuration is not an experiment; copy the whole link again.")
     version = payload.get("v")
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise UserError(
             f"The link uses configuration format {version!r}, but this app reads format {FORMAT_VERSION}; "
             "ask for a link made with this version of the app."
         )
     model, training = payload.get("model"), payload.get("training", {})
     if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
-        raise ValueError("The link's configuration has no model with a list of layers.")
+        raise UserError("The link's configuration has no model with a list of layers.")
     if not isinstance(training, dict):
-        raise ValueError("The link's training settings are not a set of named values.")
+        raise UserError("The link's training settings are not a set of named values.")
     if not isinstance(training.get("restore_best", False), bool):
-        raise ValueError("The link's restore_best setting must be true or false.")
+        raise UserError("The link's restore_best setting must be true or false.")
     name = model.get("name", "custom")
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"The model name in the link must be text of at most {MAX_NAME_CHARS} characters.")
+        raise UserError(f"The model name in the link must be text of at most {MAX_NAME_CHARS} characters.")
     shape = model.get("input_shape", [28, 28, 1])
     if not isinstance(shape, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape):
-        raise ValueError("The link's input shape must be a list of whole numbers such as [28, 28, 1].")
+        raise UserError("The link's input shape must be a list of whole numbers such as [28, 28, 1].")
     classes = model.get("num_classes", 10)
     if isinstance(classes, bool) or not isinstance(classes, int):
-        raise ValueError("The link's number of classes must be a whole number.")
+        raise UserError("The link's number of classes must be a whole number.")
     try:
         experiment = Experiment(ModelSpec.from_dict(model), TrainingConfig.from_dict(training))
     except (TypeError, AttributeError, OverflowError) as exc:
-        raise ValueError(f"The link's configuration does not describe a valid experiment ({exc}).") from None
+        raise UserError(f"The link's configuration does not describe a valid experiment ({exc}).") from None
     # The same checks the editor runs, so a link never brings in a spec that cannot be built.
     specs.infer_shapes(experiment.model, max_params=specs.DEFAULT_MAX_PARAMS)
     specs.validate_training(experiment.training)
@@ -149,7 +150,7 @@ def _locked_from_text(text: str | None) -> frozenset[str]:
         return frozenset()
     names = [part.strip() for part in text.split(",") if part.strip()]
     if len(names) > len(LOCKABLE_FIELDS):
-        raise ValueError("The link locks more fields than exist; copy the whole link again.")
+        raise UserError("The link locks more fields than exist; copy the whole link again.")
     return _check_locked(names)
 
 
@@ -160,10 +161,10 @@ def from_query_params(params: Mapping[str, Any]) -> tuple[Experiment, frozenset[
     dict); parameters other than ``cfg`` and ``lock`` are ignored.
     """
     if not isinstance(params, Mapping):
-        raise ValueError("Expected the link's query parameters as a mapping of names to text.")
+        raise UserError("Expected the link's query parameters as a mapping of names to text.")
     encoded = _single_value(params, CONFIG_PARAM)
     if encoded is None:
-        raise ValueError(f"The link has no '{CONFIG_PARAM}' parameter, so there is no experiment to load.")
+        raise UserError(f"The link has no '{CONFIG_PARAM}' parameter, so there is no experiment to load.")
     locked = _locked_from_text(_single_value(params, LOCK_PARAM))
     experiment = _experiment_from_payload(_decode_payload(encoded))
     return experiment, locked

@@ -9,7 +9,8 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import preprocess
-from ui import loaders
+from cnn_core.engine.errors import UserError
+from ui import errors, loaders
 from ui import state as app_state
 from ui.text import class_label
 
@@ -30,7 +31,7 @@ def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > max_bytes:
-        raise ValueError(
+        raise UserError(
             f"The picture is {len(data) / 1e6:.1f} MB; upload one under {max_bytes / 1e6:.0f} MB."
         )
     try:
@@ -38,10 +39,10 @@ def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
             pixels = np.asarray(picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P") else
                                 picture.convert("RGB"))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
-        raise ValueError(f"Could not read that file as a picture ({error}); upload a PNG or JPEG.") from None
+        raise UserError(f"Could not read that file as a picture ({error}); upload a PNG or JPEG.") from None
     image = preprocess.image_to_mnist(pixels)
     if image is None:
-        raise ValueError("The picture looks blank; upload one with a clear dark object on a light background "
+        raise UserError("The picture looks blank; upload one with a clear dark object on a light background "
                          "(or light on dark).")
     return image
 
@@ -76,7 +77,7 @@ def show(key: str, *, dataset_name: str, allow_drawing: bool = True) -> PickedIm
         return None
     try:
         image = decode_upload(upload.getvalue(), loaders.settings().max_image_bytes)
-    except ValueError as error:
-        st.error(str(error))
+    except Exception as error:
+        st.error(errors.message(error))
         return None
     return PickedImage(image, f"Your picture ({upload.name})")

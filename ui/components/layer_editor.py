@@ -13,6 +13,7 @@ import streamlit as st
 
 from cnn_core.engine import specs
 from cnn_core.engine.specs import ACTIVATIONS, PADDINGS, ModelSpec
+from ui import errors
 from ui import state as app_state
 
 # What the "add" menu offers, in the order a convnet is usually built.
@@ -175,8 +176,8 @@ def show(key: str, *, max_params: int, disabled: bool = False, name: str = "cust
         st.markdown("**What each layer outputs** (for one 28 × 28 × 1 image)")
         try:
             infos = specs.infer_shapes(spec, max_params=max_params)
-        except ValueError as error:
-            st.error(f"This model cannot be built yet: {error}")
+        except Exception as error:
+            st.error(f"This model cannot be built yet: {errors.message(error)}")
             return None
         st.dataframe(summary_table(infos), hide_index=True, width="stretch")
         total = sum(info.params for info in infos)

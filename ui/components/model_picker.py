@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from cnn_core.engine.datasets import TITLES
-from cnn_core.engine.specs import DATASETS
-from ui import loaders
+from cnn_core.engine import registry
+from ui import errors, loaders
 from ui import state as app_state
 
 
@@ -20,7 +19,7 @@ class ModelCard:
 
     @property
     def dataset_title(self) -> str:
-        return TITLES.get(self.dataset, self.dataset)
+        return registry.title(self.dataset)
 
     @property
     def accuracy_text(self) -> str:
@@ -54,8 +53,8 @@ def _upload(key: str) -> None:
             upload.getvalue(), upload.name, st.session_state[f"{key}-upload-dataset"],
             max_bytes=loaders.settings().max_upload_bytes,
         )
-    except ValueError as error:
-        st.session_state[f"{key}-upload-message"] = str(error)
+    except Exception as error:
+        st.session_state[f"{key}-upload-message"] = errors.message(error)
         return
     bundle.name = f"{bundle.name} (uploaded)"
     try:
@@ -68,7 +67,7 @@ def upload_form(key: str) -> None:
     """A small form to bring in a model trained elsewhere (a .keras file for 28×28×1 images, 10 classes)."""
     with st.popover("Upload", icon=":material/upload:", help="Use a .keras model trained elsewhere",
                     width="stretch"):
-        st.selectbox("It was trained on", DATASETS, format_func=TITLES.get, key=f"{key}-upload-dataset")
+        st.selectbox("It was trained on", registry.names(), format_func=registry.title, key=f"{key}-upload-dataset")
         st.file_uploader("A .keras file", type=["keras"], key=f"{key}-upload-file", on_change=_upload,
                          args=(key,), help="Saved with model.save('name.keras'); standard Keras layers only.")
 

@@ -11,8 +11,9 @@ import re
 
 import streamlit as st
 
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment
-from ui import loaders, training_session, workspace
+from ui import errors, loaders, training_session, workspace
 from ui import state as app_state
 from ui.components import live_training
 
@@ -25,8 +26,8 @@ def _start(experiment: Experiment) -> None:
     state = app_state.get()
     try:
         job = loaders.job_queue().submit(experiment, owner=state.session_id)
-    except ValueError as error:
-        st.session_state["run-panel-error"] = str(error)
+    except Exception as error:
+        st.session_state["run-panel-error"] = errors.message(error)
         return
     state.training_job = job
     state.last_result_message = None
@@ -39,7 +40,7 @@ def _save(name: str, key: str) -> None:
     wanted = st.session_state.get(f"{key}-save-name", "").strip()
     try:
         if not wanted:
-            raise ValueError("Type a name to save the model under.")
+            raise UserError("Type a name to save the model under.")
         if loaders.settings().host_mode:
             # A shared server keeps the model in the learner's own workspace, never in a shared folder.
             saved = state.keep_model(name, wanted)
@@ -48,8 +49,8 @@ def _save(name: str, key: str) -> None:
                                            loaders.settings().models_dir)
             state.models.refresh(force=True)
             saved = f"{path.stem}{workspace.SAVED_SUFFIX}"
-    except ValueError as error:
-        st.session_state[f"{key}-save-message"] = ("error", str(error))
+    except Exception as error:
+        st.session_state[f"{key}-save-message"] = ("error", errors.message(error))
         return
     st.session_state[f"{key}-save-message"] = (
         "success", f"Saved as “{saved}”: pick it in the model picker of any page, today or later.")

@@ -11,10 +11,10 @@ import dataclasses
 
 import streamlit as st
 
-from cnn_core.engine import specs
-from cnn_core.engine.datasets import TITLES
+from cnn_core.engine import registry, specs
 from cnn_core.engine.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
 from cnn_core.service.settings import Settings
+from ui import errors
 from ui import state as app_state
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -41,7 +41,7 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
 
     left, middle, right = st.columns(3)
     dataset = left.selectbox(
-        "Dataset", specs.DATASETS, specs.DATASETS.index(current.dataset), format_func=TITLES.get,
+        "Dataset", registry.names(), registry.names().index(current.dataset), format_func=registry.title,
         key=f"{prefix}-dataset", disabled=is_locked("dataset"),
     )
     optimizer = left.selectbox(
@@ -109,7 +109,7 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
     state.editor_training = config
     try:
         specs.validate_training(config, max_epochs=settings.max_epochs, max_train_size=settings.max_train_size)
-    except ValueError as error:
-        st.error(str(error))
+    except Exception as error:
+        st.error(errors.message(error))
         return None
     return config

@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cnn_core.engine import datasets
+from cnn_core.engine import datasets, registry
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
@@ -77,4 +77,4 @@ def test_a_run_gets_a_private_slice_equal_to_the_shared_arrays():
     np.testing.assert_array_equal(one_run.y_train, shared.y_train[:1_000])
     np.testing.assert_array_equal(one_run.x_test, shared.x_test)
     assert not np.shares_memory(one_run.x_test, shared.x_test)
-    assert len(datasets.load_for_one_run("mnist").x_train) == datasets.TRAIN_IMAGES["mnist"]
+    assert len(datasets.load_for_one_run("mnist").x_train) == registry.get("mnist").train_size
