@@ -59,8 +59,8 @@ def _upload(key: str) -> None:
     bundle.name = f"{bundle.name} (uploaded)"
     try:
         state.add_model(bundle, keras_bytes=upload.getvalue())
-    except ValueError as error:
-        st.session_state[f"{key}-upload-message"] = str(error)
+    except Exception as error:
+        st.session_state[f"{key}-upload-message"] = errors.message(error)
 
 
 def upload_form(key: str) -> None:
