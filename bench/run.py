@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = [
     "bench.predict_latency",
     "bench.feature_maps",
+    "bench.explain_speed",
     "bench.drawn_digits",
     "bench.training_overhead",
     "bench.quick_preset",

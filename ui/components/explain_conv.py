@@ -46,6 +46,8 @@ def grid_spec(matrix: np.ndarray, *, title: str = "", highlight: tuple[int, int,
     if values.ndim == 1:
         values = values[np.newaxis]
     rows, cols = values.shape
+    if cell_px == CELL_PX and max(rows, cols) <= 5:
+        cell_px = 42  # a kernel's few cells, large enough to read
     finite = values[np.isfinite(values)]
     limit = float(np.abs(finite).max()) if finite.size else 1.0
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -69,7 +71,7 @@ def grid_spec(matrix: np.ndarray, *, title: str = "", highlight: tuple[int, int,
         rect["params"] = [{"name": "cell", "select": {"type": "point", "fields": ["r", "c"], "on": "click"}}]
     layers = [rect]
     if numbers:
-        layers.append({"mark": {"type": "text", "fontSize": 10 if cell_px >= 28 else 8},
+        layers.append({"mark": {"type": "text", "fontSize": 12 if cell_px >= 40 else 10 if cell_px >= 28 else 8},
                        "encoding": {"x": x, "y": y, "text": {"field": "t"},
                                     "color": {"condition": {"test": "datum.dark", "value": "white"},
                                               "value": "black"}}})
@@ -146,7 +148,8 @@ def arithmetic(explanation: ConvExplanation) -> list[str]:
         rest = "" if len(e.parts) >= e.channels and len(e.parts) <= 6 else f" + … ({e.channels} channels in all)"
         lines.append(f"{e.where}: the products of every channel add up to {shown}{rest} = **{_number(total, d)}**")
     if e.bias != 0 or e.channels > 1:
-        lines.append(f"+ bias {_number(e.bias, d)} = **{_number(e.preactivation, d)}**")
+        # Escaped: a line starting with "+" would become a Markdown list item.
+        lines.append(f"\\+ bias {_number(e.bias, d)} = **{_number(e.preactivation, d)}**")
     template = ACTIVATION_LINES.get(e.activation, e.activation + "({pre}) = **{value}**")
     lines.append(template.format(pre=_number(e.preactivation, d), value=_number(e.value, d)))
     if e.model_value is not None:
