@@ -136,7 +136,9 @@ def second_model():
 
 def test_draw_compares_two_models_on_one_drawing(open_page, fake_canvas, second_model):
     at = open_page("draw")
-    at.session_state["app_state"].models["untrained quick"] = second_model
+    state = at.session_state["app_state"]
+    state.add_model(second_model)
+    state.active_model = "Default MNIST model"
     fake_canvas.image = drawing("1")
     at.toggle(key="draw-compare-on").set_value(True).run()
     assert not at.exception
