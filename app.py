@@ -23,7 +23,10 @@ navigation = st.navigation(
             st.Page("pages/playground.py", title="Convolution playground", icon=":material/tune:"),
             st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
         ],
-        "Workshop": [st.Page("pages/exercises.py", title="Exercises", icon=":material/school:")],
+        "Workshop": [
+            st.Page("pages/exercises.py", title="Exercises", icon=":material/school:"),
+            st.Page("pages/classroom.py", title="Class", icon=":material/groups:"),
+        ],
     }
 )
 # A bug anywhere in a page is logged with a reference and shown as a short apology, never raw.

@@ -7,7 +7,7 @@ from cnn_core.engine import ops
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import exercises
 from cnn_core.workshop.exercises import EXERCISES, Attempt
-from ui import images, loaders
+from ui import classroom, images, loaders
 from ui import state as app_state
 from ui.components import kernel_editor, layer_editor, run_panel, training_controls
 from ui.entry import start_page
@@ -20,6 +20,7 @@ settings = loaders.settings()
 st.title("Workshop exercises")
 st.caption("Each exercise checks itself: do the work, press **Check**, and read what passed and what to try next.")
 
+classroom.handout_banner(state, "exercises")
 key = st.selectbox("Exercise", list(EXERCISES), format_func=lambda k: EXERCISES[k].title, key="exercise-pick")
 exercise = EXERCISES[key]
 
@@ -65,7 +66,9 @@ if exercise.needs_kernel:
         columns[-1].image(images.enlarge(filtered, 120, signed=True), caption="filtered", output_format="PNG")
         st.caption("Grey is zero, white is a strong positive answer, black a strong negative one.")
     if checked:
-        show_check(exercise.check(Attempt(kernel=kernel)))
+        result = exercise.check(Attempt(kernel=kernel))
+        classroom.note_check(state, key, result.passed, Attempt(kernel=kernel))
+        show_check(result)
 else:
 
     def _start_exercise() -> None:
@@ -107,4 +110,7 @@ else:
                     )
 
                 # Exercises that compare look at the earlier runs too.
-                show_check(exercise.check(as_attempt(latest, tuple(as_attempt(r) for r in state.runs[:-1]))))
+                attempt = as_attempt(latest, tuple(as_attempt(r) for r in state.runs[:-1]))
+                result = exercise.check(attempt)
+                classroom.note_check(state, key, result.passed, attempt)
+                show_check(result)

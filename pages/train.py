@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import presets, sharing
-from ui import errors, loaders
+from ui import classroom, errors, loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
 from ui.entry import start_page
@@ -21,6 +21,7 @@ st.caption(
     "Pick a starting point, change any layer or setting, and press Start. Training runs on the server in "
     "the background: you can leave this page and come back, the curves keep going."
 )
+classroom.handout_banner(state, "train")
 
 # A shared link carries an experiment in the query parameters; read it once per session.
 if not state.query_loaded:

@@ -44,6 +44,9 @@ variable                    meaning                                             
                             generated once into ``<workspaces dir>/.link-secret``
 ``CNN_BF16``                train in bfloat16: ``auto`` (where the CPU has      auto          auto
                             AMX or AVX-512 BF16), ``on`` or ``off``
+``CNN_CLASSES_DIR``         folder for workshop classes (shared storage when    classes       classes
+                            several replicas serve one class)
+``CNN_CLASS_TTL_H``         hours a workshop class stays open                   12            12
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -95,6 +98,9 @@ class Settings:
     # Never printed with the settings.
     link_secret: str = field(default="", repr=False)
     bf16: str = "auto"
+    # Workshop classes (cnn_core.service.classes): where they are kept and how long one stays open.
+    classes_dir: Path = REPO_ROOT / "classes"
+    class_ttl_h: float = 12.0
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -240,6 +246,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "workspace_ttl_days": ("CNN_WORKSPACE_TTL_DAYS", _float_parser(0, 36_500)),
     "link_secret": ("CNN_LINK_SECRET", _parse_secret),
     "bf16": ("CNN_BF16", _parse_bf16),
+    "classes_dir": ("CNN_CLASSES_DIR", _parse_path),
+    "class_ttl_h": ("CNN_CLASS_TTL_H", _float_parser(0.1, 24 * 30)),
 }
 
 

@@ -55,7 +55,8 @@ def serve_app(extra_env: dict[str, str] | None = None) -> Iterator[RunningApp]:
     """`streamlit run app.py` on a free port, with saved models and workspaces in throw-away folders."""
     port = free_port()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CNN_MODELS_DIR=tempfile.mkdtemp(prefix="cnn-browser-"),
-               CNN_WORKSPACES_DIR=tempfile.mkdtemp(prefix="cnn-browser-workspaces-"))
+               CNN_WORKSPACES_DIR=tempfile.mkdtemp(prefix="cnn-browser-workspaces-"),
+               CNN_CLASSES_DIR=tempfile.mkdtemp(prefix="cnn-classes-"))
     env.update(extra_env or {})
     log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
     started = time.perf_counter()
