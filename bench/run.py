@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench.predict_latency",
     "bench.feature_maps",
     "bench.explain_speed",
+    "bench.classroom_load",
     "bench.drawn_digits",
     "bench.training_overhead",
     "bench.quick_preset",

@@ -7,8 +7,10 @@ import streamlit as st
 
 from cnn_core.engine.errors import UserError
 from cnn_core.service.classes import Handout, leaderboard, results_csv
+from cnn_core.service.persistence import sanitize_name as sanitise
+from cnn_core.service.workspace import Workspace
 from cnn_core.workshop.exercises import EXERCISES
-from ui import classroom
+from ui import classroom, loaders, timing
 from ui import state as app_state
 from ui.entry import start_page
 
@@ -67,6 +69,7 @@ def hand_out(room, key: str) -> None:
 
 @st.fragment(run_every=3)
 def live_view(class_id: str, projector: bool) -> None:
+    started = timing.start()
     participants = store.participants(class_id)
     passed_any = sorted({k for p in participants for k in p.best if k in EXERCISES}, key=list(EXERCISES).index)
     if not projector:
@@ -100,6 +103,7 @@ def live_view(class_id: str, projector: bool) -> None:
         )
     if not projector and participants:
         participant_detail(participants)
+    timing.record("class view", started)
 
 
 def participant_detail(participants) -> None:
@@ -120,6 +124,29 @@ def participant_detail(participants) -> None:
         st.caption("No finished epoch yet.")
     for key, after in person.passed.items():
         st.text(f"passed {title_of(key)} after {after / 60:.1f} min")
+    participant_models(chosen, person.nickname)
+
+
+def participant_models(member_id: str, nickname: str) -> None:
+    """The participant's own models, to download one (read-only: nothing here changes their workspace)."""
+    workspace = Workspace(loaders.workspace_store(), member_id)
+    models = workspace.models()
+    if not models:
+        st.caption("No models in this participant's workspace yet.")
+        return
+    labels = {m["key"]: str(m.get("name") or m["key"]) for m in models}
+    key = st.selectbox("Their models", list(labels), format_func=labels.get, key="class-one-model")
+    data = workspace.model_bytes(key)
+    if data is not None:
+        st.download_button("Download this model (.keras)", data, key="class-one-download",
+                           file_name=f"{file_part(nickname)}-{file_part(labels[key])}.keras")
+
+
+def file_part(text: str) -> str:
+    try:
+        return sanitise(text)
+    except UserError:
+        return "model"
 
 
 def participant_view(room) -> None:

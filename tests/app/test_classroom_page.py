@@ -75,6 +75,14 @@ def test_create_join_hand_out_and_watch(open_page, classes_dir):
     assert list(board["nickname"]) == ["[Ada](http://x.io)"] and float(board["test accuracy"][0]) == 91.23
     csv_button = [b for b in instructor.get("download_button")]
     assert csv_button, "no CSV download"
+    # The instructor can download a participant's model from their workspace.
+    from cnn_core.service.workspace import Workspace
+    from ui import loaders
+
+    Workspace(loaders.workspace_store(), member).add_model(b"PK-fake-keras", {"name": "my net"})
+    instructor.run()
+    assert instructor.selectbox(key="class-one-model").options == ["my net"]
+    assert len(instructor.get("download_button")) == 2
 
 
 def test_a_participant_link_cannot_open_the_instructor_view(open_page, classes_dir):
