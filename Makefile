@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-slow lint bench bench-quick models clean
+.PHONY: run worker test test-slow lint bench bench-quick models clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+# A training worker for CNN_REDIS_URL (README, "Workshops on several machines"); WORKER_ARGS e.g. --workers 2.
+worker: $(VENV)/.runtime
+	@test -n "$$CNN_REDIS_URL" || { echo "Set CNN_REDIS_URL, e.g. CNN_REDIS_URL=redis://localhost:6379/0 make worker"; exit 2; }
+	$(PY) -m cnn_core.service.rq_worker $(WORKER_ARGS)
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

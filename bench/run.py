@@ -35,6 +35,7 @@ BENCHMARKS = [
     "bench.quick_preset",
     "bench.preset_accuracy",
     "bench.memory_jobs",
+    "bench.redis_workers",
     "bench.cold_start",
     "bench.load_test",
 ]

@@ -69,8 +69,41 @@ ACTIVE_STATES = ("queued", "running")
 FINISHED_JOBS_PER_OWNER = 3
 
 
+def check_caps(
+    experiment: Experiment, limits: Settings, train_images: Callable[[str], int] | None = None
+) -> None:
+    """Raise UserError (one sentence saying what to change) unless the run fits the server's caps.
+
+    `train_images(dataset_name)` is how many training images the dataset has (the bundled ones' counts by
+    default). The web tier calls this at the door and an RQ worker again before training.
+    """
+    config = experiment.training
+    epochs = config.epochs
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > limits.max_epochs:
+        raise UserError(
+            f"This server allows at most {limits.max_epochs} epochs per run; set epochs to "
+            f"{limits.max_epochs} or fewer."
+        )
+    # Checked before loading, so an unknown dataset name gets the validator's message.
+    specs.validate_training(config, max_epochs=limits.max_epochs, max_train_size=limits.max_train_size)
+    available = registry.get(config.dataset).train_size if train_images is None else train_images(config.dataset)
+    specs.validate_training(
+        config, max_epochs=limits.max_epochs, max_train_size=min(available, limits.max_train_size)
+    )
+    used = available if config.train_subset is None else min(config.train_subset, available)
+    if used > limits.max_train_size:
+        raise UserError(
+            f"This run would use all {available:,} training images; this server allows "
+            f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
+        )
+    specs.count_params(experiment.model, max_params=limits.max_params)
+
+
 class TrainingJob:
     """One training run owned by a session. Read its attributes freely; change it only through methods."""
+
+    # True while the service behind the job cannot be reached (the Redis runner only; see redis_queue).
+    service_unavailable = False
 
     def __init__(self, job_id: str, experiment: Experiment, owner: str, queue: JobQueue):
         self.id = job_id
@@ -212,27 +245,7 @@ class JobQueue:
         return len(self._load_dataset(name).x_train)
 
     def _check_caps(self, experiment: Experiment) -> None:
-        limits = self.settings
-        config = experiment.training
-        epochs = config.epochs
-        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > limits.max_epochs:
-            raise UserError(
-                f"This server allows at most {limits.max_epochs} epochs per run; set epochs to "
-                f"{limits.max_epochs} or fewer."
-            )
-        # Checked before loading, so an unknown dataset name gets the validator's message.
-        specs.validate_training(config, max_epochs=limits.max_epochs, max_train_size=limits.max_train_size)
-        available = self._train_images(config.dataset)
-        specs.validate_training(
-            config, max_epochs=limits.max_epochs, max_train_size=min(available, limits.max_train_size)
-        )
-        used = available if config.train_subset is None else min(config.train_subset, available)
-        if used > limits.max_train_size:
-            raise UserError(
-                f"This run would use all {available:,} training images; this server allows "
-                f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
-            )
-        specs.count_params(experiment.model, max_params=limits.max_params)
+        check_caps(experiment, self.settings, self._train_images)
 
     def _forget_old_jobs(self, owner: str) -> None:
         finished = [job for job in self._jobs.values() if job.owner == owner and not job.is_active]
@@ -474,13 +487,21 @@ _QUEUE_LOCK = threading.Lock()
 
 
 def get_queue(settings: Settings | None = None) -> JobQueue:
-    """The process-wide queue every session shares, created on first use.
+    """The process-wide queue every session shares, created on first use: the one place the runner is chosen.
 
     `settings` only matter on that first call (None reads them with `load_settings()`); later
-    calls return the same queue, because all sessions must share one set of slots.
+    calls return the same queue, because all sessions must share one set of slots. With
+    `settings.redis_url` (CNN_REDIS_URL) runs go to RQ workers through Redis (`redis_queue.RedisJobQueue`,
+    same interface); without it they train in this process or its worker processes.
     """
     global _QUEUE
     with _QUEUE_LOCK:
         if _QUEUE is None or _QUEUE.closed:
-            _QUEUE = JobQueue(settings if settings is not None else load_settings())
+            settings = settings if settings is not None else load_settings()
+            if settings.redis_url:
+                from cnn_core.service.redis_queue import RedisJobQueue
+
+                _QUEUE = RedisJobQueue(settings)
+            else:
+                _QUEUE = JobQueue(settings)
         return _QUEUE

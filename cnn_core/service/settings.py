@@ -47,6 +47,12 @@ variable                    meaning                                             
 ``CNN_CLASSES_DIR``         folder for workshop classes (shared storage when    classes       classes
                             several replicas serve one class)
 ``CNN_CLASS_TTL_H``         hours a workshop class stays open                   12            12
+``CNN_REDIS_URL``           run training on Redis + RQ workers (``make worker``) unset         unset
+                            instead of in this server: ``redis://host:6379/0``,
+                            ``redis://:password@host:6379/0`` or TLS
+                            ``rediss://host:6380/0``
+``CNN_WORKER_THREADS``      TensorFlow threads of one RQ worker                 cores ÷       cores ÷
+                                                                                workers       workers
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -101,6 +107,10 @@ class Settings:
     # Workshop classes (cnn_core.service.classes): where they are kept and how long one stays open.
     classes_dir: Path = REPO_ROOT / "classes"
     class_ttl_h: float = 12.0
+    # Set: runs go to RQ workers through this Redis (cnn_core/service/redis_queue.py); None: in-process.
+    redis_url: str | None = None
+    # TensorFlow threads per RQ worker; None: the machine's cores shared between its workers.
+    worker_threads: int | None = None
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -210,6 +220,18 @@ def _parse_bf16(name: str, value: Any) -> str:
     return text
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _parse_redis_url(name: str, value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith(REDIS_SCHEMES):
+        raise ValueError(
+            f"{name} must be a Redis URL such as redis://localhost:6379/0 (rediss:// for TLS), got {value!r}."
+        )
+    return text
+
+
 def _parse_path(name: str, value: Any) -> Path:
     text = str(value).strip()
     if not text:
@@ -248,6 +270,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "bf16": ("CNN_BF16", _parse_bf16),
     "classes_dir": ("CNN_CLASSES_DIR", _parse_path),
     "class_ttl_h": ("CNN_CLASS_TTL_H", _float_parser(0.1, 24 * 30)),
+    "redis_url": ("CNN_REDIS_URL", _parse_redis_url),
+    "worker_threads": ("CNN_WORKER_THREADS", _int_parser(1, 256)),
 }
 
 

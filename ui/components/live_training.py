@@ -85,6 +85,9 @@ def show_curves(snapshot: ProgressSnapshot) -> None:
 
 
 def _progress(job: TrainingJob, snapshot: ProgressSnapshot) -> None:
+    if job.service_unavailable:
+        # Redis runner only: the last known progress stays on screen and comes back by itself.
+        st.warning("The training service is unavailable right now; reconnecting…", icon=":material/cloud_off:")
     if job.state == "queued":
         position = job.queue_position
         st.info(

@@ -1,0 +1,331 @@
+"""An RQ worker that trains the runs of `redis_queue.RedisJobQueue`: `make worker` / `python -m cnn_core.service.rq_worker`.
+
+Any machine with the repository and `CNN_REDIS_URL` can run one; nothing is shared with the web
+server but Redis. The entry point is a small supervisor that keeps `--workers` worker processes
+(default `CNN_WORKERS` or 1) alive: each imports TensorFlow once, trains up to `--max-jobs`
+runs (`CNN_JOBS_PER_WORKER`, default 20) one after another with `CNN_WORKER_THREADS` TensorFlow
+threads, and exits so that the per-`fit` Keras leak (see `queue`) goes back to the system; the
+supervisor then starts a fresh one. A worker killed by anything is restarted the same way.
+
+A job's arguments are the run id and the experiment as JSON (RQ's JSON serializer; nothing is
+unpickled here), and the experiment is checked against this worker's own caps before anything
+is built: the web tier is not trusted. Training runs in the worker process itself (RQ's
+`SimpleWorker`, no fork per job: forking a process that has TensorFlow's threads can deadlock),
+so RQ's stop-job command, which would kill a forked work horse, here ends the whole worker
+process after marking the run; the supervisor replaces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from cnn_core.engine import datasets, training
+from cnn_core.engine.errors import UserError
+from cnn_core.engine.specs import Experiment
+from cnn_core.service import redis_queue as rq_keys
+from cnn_core.service.queue import check_caps
+from cnn_core.service.settings import Settings, load_settings
+from cnn_core.service.workers import EVENT_INTERVAL_S, _error_message
+
+logger = logging.getLogger(__name__)
+
+# Exit status of a worker that ended a run by force; the supervisor restarts it like any other.
+FORCED_EXIT = 70
+# Batches re-read the stop key at most this often, which costs one Redis round trip per check.
+STOP_CHECK_S = 0.02
+
+_SETTINGS: Settings | None = None
+
+
+def _settings() -> Settings:
+    global _SETTINGS
+    if _SETTINGS is None:
+        _SETTINGS = load_settings()
+    return _SETTINGS
+
+
+class RedisStopFlag:
+    """The `stop_event` of a run on a worker: set once the run's stop key exists in Redis.
+
+    `engine.training.train` calls `is_set()` after every batch; the first True is written back as
+    `stop_seen_at`, which is what tells the web tier the worker reacted (no hard stop needed) and
+    what the stop-latency benchmark measures.
+    """
+
+    def __init__(self, conn, run_id: str):
+        self._conn = conn
+        self._run_id = run_id
+        self._seen = False
+        self._checked_at = 0.0
+
+    def is_set(self) -> bool:
+        if self._seen:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at < STOP_CHECK_S:
+            return False
+        self._checked_at = now
+        try:
+            if not self._conn.exists(rq_keys.run_key(self._run_id, "stop")):
+                return False
+            self._seen = True
+            rq_keys.transition(self._conn, self._run_id, ("running",),
+                               {"stop_seen_at": repr(rq_keys.redis_now(self._conn))})
+        except Exception:
+            # Redis away for a moment: keep training; the next batch asks again.
+            logger.warning("Could not read the stop key of run %s.", self._run_id, exc_info=True)
+            return False
+        return True
+
+
+class StreamPublisher:
+    """A training listener that appends events to the run's Redis stream (batch events throttled)."""
+
+    def __init__(self, conn, run_id: str):
+        self._conn = conn
+        self._key = rq_keys.run_key(run_id, "events")
+        self._last_sent = 0.0
+
+    def __call__(self, event: training.Event) -> None:
+        if isinstance(event, training.BatchEnded) and event.step != event.steps_per_epoch:
+            now = time.monotonic()
+            if now - self._last_sent < EVENT_INTERVAL_S:
+                return
+            self._last_sent = now
+        self._conn.xadd(self._key, rq_keys.encode_event(event), maxlen=rq_keys.STREAM_MAXLEN, approximate=True)
+
+
+class _Heartbeat:
+    """Keeps `run:<id>:alive` fresh from a thread while the run trains; a kill -9 lets it expire."""
+
+    def __init__(self, conn, run_id: str, worker: str):
+        self._conn = conn
+        self._key = rq_keys.run_key(run_id, "alive")
+        self._worker = worker
+        self._stop = threading.Event()
+        self.beat()
+        self._thread = threading.Thread(target=self._loop, name=f"alive-{run_id}", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        self._conn.set(self._key, self._worker, ex=rq_keys.ALIVE_TTL_S)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(rq_keys.ALIVE_INTERVAL_S):
+            try:
+                self.beat()
+            except Exception:
+                logger.warning("Could not refresh the heartbeat %s.", self._key, exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        try:
+            self._conn.delete(self._key)
+        except Exception:
+            pass
+
+
+def _connection():
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return rq_keys.connect(_settings().redis_url)
+
+
+def run_job(run_id: str, experiment_json: str) -> None:
+    """The RQ job: train one run and leave its outcome (and model bytes) in Redis for its owner."""
+    conn = _connection()
+    settings = _settings()
+    fields = {rq_keys._text(k): rq_keys._text(v) for k, v in conn.hgetall(rq_keys.run_key(run_id)).items()}
+    if not fields:
+        logger.info("Run %s is no longer known; skipped.", run_id)
+        return
+    owner = fields["owner"]
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    # The heartbeat exists before the run counts as running, so a reaper never sees one without the other.
+    heartbeat = _Heartbeat(conn, run_id, worker)
+    try:
+        if not rq_keys.transition(conn, run_id, ("queued",), {
+            "state": "running", "started_at": repr(rq_keys.redis_now(conn)), "worker": worker,
+        }):
+            logger.info("Run %s was stopped or dropped before it started; skipped.", run_id)
+            return
+        _train(conn, run_id, owner, experiment_json, settings)
+    finally:
+        heartbeat.close()
+
+
+def _train(conn, run_id: str, owner: str, experiment_json: str, settings: Settings) -> None:
+    from cnn_core.engine.models import model_to_bytes
+
+    ttl = settings.result_ttl_s
+    try:
+        experiment = Experiment.from_json(experiment_json)
+        check_caps(experiment, settings)
+        config = experiment.training
+        dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
+        result = training.train(
+            experiment, stop_event=RedisStopFlag(conn, run_id), listeners=(StreamPublisher(conn, run_id),),
+            dataset=dataset, max_params=settings.max_params, precision=settings.training_precision,
+        )
+        data = model_to_bytes(result.model)
+        if len(data) > settings.max_upload_bytes:
+            raise UserError(
+                f"The trained model is {len(data) / 2**20:.1f} MiB, more than the {settings.max_upload_mb:g} MiB "
+                "this service sends back; use a smaller model."
+            )
+    except Exception as exc:
+        error = _error_message(exc, f"Run {run_id} failed on worker {os.getpid()}")
+        rq_keys.finish_run(conn, run_id, owner, ("running",), ttl, {
+            "state": "failed", "error": error, "finished_at": repr(rq_keys.redis_now(conn)),
+        })
+        return
+    abandoned = bool(conn.hget(rq_keys.run_key(run_id), "abandoned"))
+    now = repr(rq_keys.redis_now(conn))
+    if abandoned:
+        rq_keys.finish_run(conn, run_id, owner, ("running",), ttl,
+                           {"state": "abandoned", "error": rq_keys.ABANDONED_RUNNING, "finished_at": now})
+        return
+    meta = {
+        "history": result.history, "test_loss": result.test_loss, "test_accuracy": result.test_accuracy,
+        "stopped_reason": result.stopped_reason, "message": result.message, "seconds": result.seconds,
+        "precision": result.precision,
+    }
+    conn.set(rq_keys.run_key(run_id, "model"), data, ex=max(1, int(ttl)))
+    state = "stopped" if result.stopped_reason == "stopped" else "finished"
+    if not rq_keys.finish_run(conn, run_id, owner, ("running",), ttl,
+                              {"state": state, "result": json.dumps(meta), "finished_at": now}):
+        # Declared lost or stopped by force meanwhile: its owner was told so, the model goes.
+        conn.delete(rq_keys.run_key(run_id, "model"))
+
+
+def _worker_class():
+    from rq import SimpleWorker
+
+    class TrainingWorker(SimpleWorker):
+        """Runs jobs in this process, where TensorFlow was imported once (see the module docstring)."""
+
+        def kill_horse(self, sig=signal.SIGKILL):
+            # Called from RQ's pubsub thread for a stop-job command; SimpleWorker's own does nothing.
+            run_id = self.get_current_job_id()
+            if not run_id:
+                return
+            self.log.warning("Ending run %s by force: it did not react to Stop.", run_id)
+            try:
+                conn = self.connection
+                owner = rq_keys._text(conn.hget(rq_keys.run_key(run_id), "owner")) or ""
+                rq_keys.finish_run(conn, run_id, owner, ("running",), _settings().result_ttl_s, {
+                    "state": "failed", "error": rq_keys.FORCED_STOP,
+                    "finished_at": repr(rq_keys.redis_now(conn)),
+                })
+                conn.delete(rq_keys.run_key(run_id, "alive"))
+            finally:
+                os._exit(FORCED_EXIT)
+
+    return TrainingWorker
+
+
+def _threads(workers: int) -> int:
+    configured = _settings().worker_threads
+    return configured or max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def work(max_jobs: int, threads: int, queue_name: str = rq_keys.QUEUE_NAME, burst: bool = False) -> None:
+    """One worker process: import TensorFlow once, then train up to `max_jobs` runs and return."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise SystemExit("Set CNN_REDIS_URL (e.g. redis://localhost:6379/0) to the Redis the web server uses.")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # Must happen before TensorFlow creates its thread pools, i.e. before the first operation.
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras  # noqa: F401  (loaded now, not in the first run)
+
+    conn = rq_keys.connect(settings.redis_url)
+    queue = Queue(queue_name, connection=conn, serializer=JSONSerializer)
+    worker = _worker_class()([queue], connection=conn, serializer=JSONSerializer)
+    logger.info("Worker %s ready (%d TensorFlow threads, %d runs before recycling).", worker.name, threads, max_jobs)
+    worker.work(max_jobs=max_jobs, burst=burst, logging_level="WARNING")
+
+
+def supervise(workers: int, max_jobs: int, threads: int, queue_name: str) -> int:
+    """Keep `workers` worker processes running, restarting each one when it exits (recycled, crashed, killed)."""
+    command = [sys.executable, "-m", "cnn_core.service.rq_worker", "--child", "--max-jobs", str(max_jobs),
+               "--threads", str(threads), "--queue", queue_name]
+    children: list[subprocess.Popen | None] = [None] * workers
+    started_at = [0.0] * workers
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"Supervising {workers} training worker(s) on {queue_name}; Ctrl+C stops them.", flush=True)
+    while not stopping.is_set():
+        for index, child in enumerate(children):
+            if child is not None and child.poll() is None:
+                continue
+            if child is not None:
+                print(f"Worker {child.pid} exited ({child.returncode}); starting a new one.", flush=True)
+                # One that dies at once (Redis unreachable, say) is retried gently, not in a tight loop.
+                if time.monotonic() - started_at[index] < 5:
+                    time.sleep(2)
+            started_at[index] = time.monotonic()
+            try:
+                children[index] = subprocess.Popen(command)
+            except OSError as error:  # the interpreter being reinstalled, say: try again shortly
+                print(f"Could not start a worker ({error}); retrying.", flush=True)
+                children[index] = None
+        stopping.wait(0.5)
+    for child in children:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        if child is not None:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the app's runs from Redis (CNN_REDIS_URL).")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("CNN_WORKERS", "1")),
+                        help="worker processes on this machine (CNN_WORKERS, default 1)")
+    parser.add_argument("--max-jobs", type=int, default=None,
+                        help="runs a worker trains before it is replaced (default CNN_JOBS_PER_WORKER)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow threads per worker (default CNN_WORKER_THREADS or cores ÷ workers)")
+    parser.add_argument("--queue", default=rq_keys.QUEUE_NAME, help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty (one process)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    max_jobs = args.max_jobs or _settings().jobs_per_worker
+    threads = args.threads or _threads(args.workers)
+    if args.child or args.burst:
+        work(max_jobs, threads, args.queue, burst=args.burst)
+        return 0
+    return supervise(max(1, args.workers), max_jobs, threads, args.queue)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
