@@ -41,6 +41,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from cnn_core.engine import training
@@ -391,6 +392,9 @@ class RedisJobQueue:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
+        # One object per run in this process while anyone holds it, so a page that looks a run up on
+        # every rerun keeps its progress (read incrementally) instead of replaying the stream each time.
+        self._objects: weakref.WeakValueDictionary[tuple[str, str], RedisTrainingJob] = weakref.WeakValueDictionary()
         try:
             self._clock_offset = redis_now(connection) - time.time()
         except _redis_errors():
@@ -443,7 +447,7 @@ class RedisJobQueue:
             job_id=run_id, job_timeout=24 * 3600, result_ttl=0, failure_ttl=3600,
         )
         self.available = True
-        return RedisTrainingJob(run_id, owner, self, fields)
+        return self._job(run_id, owner, fields)
 
     # Controls
 
@@ -513,8 +517,14 @@ class RedisJobQueue:
             return None
         return None if index is None else index + 1
 
-    def _job(self, run_id: str, owner: str) -> RedisTrainingJob:
-        return RedisTrainingJob(run_id, owner, self)
+    def _job(self, run_id: str, owner: str, fields: dict | None = None) -> RedisTrainingJob:
+        with self._lock:
+            job = self._objects.get((run_id, owner))
+            if job is None:
+                job = self._objects[(run_id, owner)] = RedisTrainingJob(run_id, owner, self, fields)
+            elif fields:
+                job._store(fields)
+            return job
 
     def jobs_for(self, owner: str) -> list[RedisTrainingJob]:
         """The owner's runs Redis still knows, oldest first (any replica sees the same)."""
@@ -527,7 +537,7 @@ class RedisJobQueue:
         except _redis_errors():
             self.available = False
             return []
-        return [RedisTrainingJob(i, owner, self, row) for i, row in zip(ids, rows, strict=True)
+        return [self._job(i, owner, row) for i, row in zip(ids, rows, strict=True)
                 if row and _text(row.get(b"owner")) == owner]
 
     def active_job(self, owner: str) -> RedisTrainingJob | None:
@@ -539,7 +549,7 @@ class RedisJobQueue:
             return None
         if not fields or _text(fields.get(b"state")) not in ACTIVE_STATES:
             return None
-        return RedisTrainingJob(run_id, owner, self, fields)
+        return self._job(run_id, owner, fields)
 
     def _states(self) -> list[str]:
         ids = [_text(i) for i in self.redis.smembers(ACTIVE_KEY)]

@@ -385,8 +385,14 @@ class Workspace:
 
 
 def make_store(settings) -> WorkspaceStore:
-    """The store the settings ask for: a folder on this server's disk."""
-    return FolderWorkspaceStore(settings.workspaces_dir, max_bytes=int(settings.workspace_max_mb * 2**20))
+    """The store the settings ask for: Redis when `CNN_REDIS_URL` is set (replicas share it), else a folder."""
+    max_bytes = int(settings.workspace_max_mb * 2**20)
+    if getattr(settings, "redis_url", None):
+        from cnn_core.service.redis_queue import connect
+        from cnn_core.service.redis_workspace import RedisWorkspaceStore
+
+        return RedisWorkspaceStore(connect(settings.redis_url), max_bytes=max_bytes)
+    return FolderWorkspaceStore(settings.workspaces_dir, max_bytes=max_bytes)
 
 
 LINK_SECRET_FILE = ".link-secret"

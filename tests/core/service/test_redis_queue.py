@@ -13,12 +13,8 @@ from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, M
 from cnn_core.service import redis_queue
 from cnn_core.service.redis_queue import RedisJobQueue, ServiceUnavailable, connect, run_key
 from cnn_core.service.settings import Settings
-from tests.core.service.redis_harness import (
-    redis_missing_message,
-    redis_server,
-    supervised_workers,
-    wait_for_workers,
-)
+from tests.core.service.conftest import require_redis
+from tests.core.service.redis_harness import redis_server, supervised_workers, wait_for_workers
 
 WORKERS = 2
 
@@ -32,17 +28,6 @@ def _experiment(name="tiny", epochs=1, train_subset=200, batch_size=20) -> Exper
 def _long(name="long") -> Experiment:
     # About 1,000 small batches: long enough to stop or kill mid-run, never trained to the end here.
     return _experiment(name, epochs=5, train_subset=2000, batch_size=10)
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    missing = redis_missing_message()
-    if missing:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with redis_server() as server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -228,11 +213,7 @@ def test_a_worker_that_ignores_stop_is_ended_by_rqs_stop_job_command(redis_url, 
 
 
 def test_redis_down_says_unavailable_and_recovers_by_itself():
-    missing = redis_missing_message()
-    if missing:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require_redis()
     with redis_server() as server:
         queue = _queue(server.url.replace("/0", "/3"))
         job = queue.submit(_experiment(), owner="ivy")
