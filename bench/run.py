@@ -31,6 +31,7 @@ BENCHMARKS = [
     "bench.explain_speed",
     "bench.classroom_load",
     "bench.drawn_digits",
+    "bench.handwriting_styles",
     "bench.training_overhead",
     "bench.quick_preset",
     "bench.preset_accuracy",
