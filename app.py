@@ -3,8 +3,10 @@
 import streamlit as st
 
 from ui.errors import shown_as_error
+from ui.images import app_icon
 
-st.set_page_config(page_title="How CNNs see", page_icon=":material/visibility:", layout="wide")
+# A local picture: ":material/…" and emoji icons are fetched from a CDN, and the app must work offline.
+st.set_page_config(page_title="How CNNs see", page_icon=app_icon(), layout="wide")
 
 navigation = st.navigation(
     {

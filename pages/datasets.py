@@ -41,18 +41,30 @@ st.image([images.enlarge(x[i], 84) for i in picks], caption=[f"{names[y[i]]}" fo
          output_format="PNG")
 
 st.subheader("Mean image per class")
-st.image(loaders.dataset_summary_png(name, split, "means"))
-st.caption("The average of every image in a class: blurry where the class varies a lot, sharp where its members agree.")
+means = loaders.class_means(name, split)
+shown = classes or range(len(names))
+st.image([images.png(images.enlarge(means[i], 84)) for i in shown], caption=[names[i] for i in shown])
+st.caption("The average of every image in a class: blurry where the class varies a lot, sharp where its members "
+           "agree." + (" Only the classes chosen above; clear the choice to see all." if classes else ""))
 
 balance_col, note_col = st.columns([3, 2], gap="large")
 with balance_col:
     st.subheader("Class balance")
     st.image(loaders.dataset_summary_png(name, split, "balance"))
+    if classes:
+        st.caption("Every class is shown here, whatever the choice above, so the chosen ones can be compared with "
+                   "the rest.")
 with note_col:
     counts = np.bincount(y, minlength=len(names))
     st.subheader("Why it matters")
+    if counts.min() == counts.max():
+        balance = f"Every class has exactly **{counts.min():,}** images: the set is perfectly balanced."
+    else:
+        balance = (
+            f"Smallest class: **{class_label(names, int(counts.argmin()))}** ({counts.min():,} images); largest: "
+            f"**{class_label(names, int(counts.argmax()))}** ({counts.max():,})."
+        )
     st.markdown(
-        f"Smallest class: **{class_label(names, int(counts.argmin()))}** ({counts.min():,} images); largest: "
-        f"**{class_label(names, int(counts.argmax()))}** ({counts.max():,}). Classes of about the same size mean "
-        "a model cannot score well by always guessing the most common class, so accuracy is a fair summary."
+        f"{balance} Classes of about the same size mean a model cannot score well by always guessing the most "
+        "common class, so accuracy is a fair summary."
     )

@@ -1,10 +1,10 @@
-"""Draw: a digit on the canvas, the model's guess after every stroke, and what the model actually sees."""
+"""Draw: a digit on the canvas (or a photo of one), the model's guess after every stroke, and what it sees."""
 
 import numpy as np
 import streamlit as st
 
 from cnn_core.engine import preprocess, registry
-from ui import images, loaders, timing
+from ui import images, layout, loaders, timing
 from ui import state as app_state
 from ui.components import canvas, compare_models, explain_links, image_source, model_picker
 from ui.entry import start_page
@@ -21,54 +21,75 @@ PROBABILITY_CHART = {
         "tooltip": [{"field": "class"}, {"field": "probability", "format": ".1%"}],
     },
 }
+DRAW = "Draw"
+PHOTO = "Upload a photo"
 
 run_started = timing.start()
 start_page()
 
 state = app_state.get()
 
-st.title("Draw a digit")
+title = st.empty()
 name = model_picker.show("draw-model")
 card = model_picker.card(name)
 class_names = registry.get(card.dataset).class_names
+digits = card.dataset == "mnist"
+title.title("Draw a digit" if digits else "Show the model a piece of clothing")
 
 
 def _clear() -> None:
     state.canvas_clears += 1
 
 
-input_col, result_col = st.columns([1, 1], gap="large")
+# The canvas keeps its own fixed-width column: at any window width it is shown whole, and the guess
+# sits right under it (on a phone too), with the chart beside it where there is room.
+input_col, result_col = layout.canvas_columns("draw")
 steps = None
 image = None
 with input_col:
-    if card.dataset == "mnist":
-        st.caption("Draw one digit, as large as you like; the guess updates every time you lift the mouse.")
-        rgba = canvas.show(key="draw-canvas", stroke_width=st.session_state.get("draw-brush", 18),
-                           clears=state.canvas_clears)
-        brush_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
-        brush_col.slider("Brush width", 6, 40, 18, key="draw-brush")
-        clear_col.button("Clear", on_click=_clear, key="draw-clear", width="stretch")
-        if rgba is not None:
-            steps = preprocess.canvas_steps(rgba)
-        if steps is not None:
-            image = steps.final
-            state.last_drawing = image
+    if digits:
+        source = st.segmented_control(
+            "Input", (DRAW, PHOTO), default=DRAW, required=True, key="draw-input", label_visibility="collapsed",
+            help="Draw on the black square, or upload a photo or scan of one handwritten digit.",
+        )
+        if source == DRAW:
+            rgba = canvas.show(key="draw-canvas", stroke_width=st.session_state.get("draw-brush", 18),
+                               clears=state.canvas_clears)
+            if rgba is not None:
+                steps = preprocess.canvas_steps(rgba)
+            if steps is not None:
+                image = steps.final
+                state.last_drawing = image
+        else:
+            picked = image_source.photo_upload("draw-photo", what="one handwritten digit")
+            if picked is not None:
+                image = picked.image
+                st.image(images.png(images.enlarge(image, 196)), caption=picked.caption)
     else:
         st.info(
             f"**{name}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
-            "photo of a piece of clothing instead of drawing; switch to an MNIST model above to draw digits."
+            "photo of a piece of clothing; switch to an MNIST model above to draw digits."
         )
         picked = image_source.show("draw-picture", dataset_name=card.dataset, allow_drawing=False)
         if picked is not None:
             image = picked.image
-            st.image(images.enlarge(image, 196), caption=picked.caption, output_format="PNG")
+            st.image(images.png(images.enlarge(image, 196)), caption=picked.caption)
+    prediction_slot = st.container(key="draw-prediction")
+    if digits and source == DRAW:
+        brush_col, clear_col = st.columns([3, 2], vertical_alignment="bottom")
+        brush_col.slider("Brush width", 6, 40, 18, key="draw-brush")
+        clear_col.button("Clear", on_click=_clear, key="draw-clear", width="stretch",
+                         help="Empties the canvas. This cannot be undone.")
 
-with result_col:
+probabilities = None
+with prediction_slot:
     if image is None:
         if app_state.default_dataset_of(name) is not None:
             loaders.warm_up_default_predictor(card.dataset)
-        if card.dataset == "mnist":
-            st.info("Draw a digit on the black square to see what the model thinks it is.", icon=":material/draw:")
+        if digits and source == DRAW:
+            # Said here, not above the canvas: on a phone every line above it pushes the guess off the screen.
+            st.info("Draw a digit on the black square, as large as you like, to see what the model thinks it "
+                    "is; the guess updates after every stroke.", icon=":material/draw:")
     else:
         with shown_as_error():
             probabilities = loaders.predictor(name).predict(image)
@@ -77,6 +98,9 @@ with result_col:
         st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
                     f"{class_names[int(np.argsort(probabilities)[-2])]} "
                     f"({float(np.sort(probabilities)[-2]):.0%}).")
+
+with result_col:
+    if probabilities is not None:
         # A client-side chart: the server sends ten numbers instead of rendering a picture per stroke.
         st.vega_lite_chart(
             {"class": list(class_names), "probability": [float(p) for p in probabilities],

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import evaluation
-from ui import figures, images, loaders
+from ui import images, loaders
 from ui import state as app_state
 from ui.components import explain_links, model_picker
 from ui.entry import start_page
@@ -50,6 +50,33 @@ result = state.evaluations[name]
 
 
 
+def confusion_chart(confusion: np.ndarray, class_names) -> alt.Chart:
+    """The confusion matrix as a clickable heat map: counts in the cells, mistakes in one colour, hits in another."""
+    rows = [
+        {"true": t, "predicted": p, "true class": class_label(class_names, t),
+         "predicted class": class_label(class_names, p), "images": int(confusion[t, p]),
+         "kind": "right" if t == p else "wrong"}
+        for t in range(len(class_names)) for p in range(len(class_names))
+    ]
+    order = [class_label(class_names, i) for i in range(len(class_names))]
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False)
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("predicted class:N", sort=order, title="predicted", axis=alt.Axis(orient="top", labelAngle=0)),
+        y=alt.Y("true class:N", sort=order, title="true"),
+        tooltip=["true class:N", "predicted class:N", "images:Q"],
+    )
+    # Mistakes are shaded on their own scale, or the big diagonal would make every mistake look white.
+    heat = base.mark_rect(stroke="white").encode(
+        color=alt.condition(
+            alt.datum.kind == "right", alt.value("#d6e4f0"),
+            alt.Color("images:Q", scale=alt.Scale(scheme="oranges", type="symlog"), legend=None),
+        ),
+        opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)),
+    ).add_params(cell)
+    counts = base.mark_text(fontSize=11).encode(text=alt.condition(alt.datum.images > 0, "images:Q", alt.value("")))
+    return (heat + counts).properties(height=360)
+
+
 def show_images(indices: np.ndarray) -> None:
     """Test images captioned 'true → predicted (confidence)'."""
     st.image(
@@ -68,11 +95,29 @@ worst = int(np.nanargmin(result.per_class_accuracy))
 worst_col.metric("Hardest class", class_label(names, worst), f"{result.per_class_accuracy[worst]:.1%} right",
                  delta_color="off", delta_arrow="off")
 
+off_diagonal = result.confusion.copy()
+np.fill_diagonal(off_diagonal, 0)
+common_true, common_predicted = np.unravel_index(int(off_diagonal.argmax()), off_diagonal.shape)
+true_key, predicted_key, matrix_key = f"eval-{name}-true", f"eval-{name}-predicted", f"eval-{name}-matrix"
+# The cell shown below starts at the most common mistake; a click on the matrix or the two boxes change it.
+st.session_state.setdefault(true_key, int(common_true))
+st.session_state.setdefault(predicted_key, int(common_predicted))
+
+
+def _pick_cell() -> None:
+    picked = st.session_state[matrix_key].selection.get("cell") or []
+    if picked:
+        st.session_state[true_key] = int(picked[0]["true"])
+        st.session_state[predicted_key] = int(picked[0]["predicted"])
+
+
 matrix_col, classes_col = st.columns([3, 2], gap="large")
 with matrix_col:
     st.subheader("Confusion matrix")
-    figures.show("confusion_matrix", result.confusion, names)
-    st.caption("Rows are the true class, columns the model's answer. Everything off the diagonal is a mistake.")
+    st.altair_chart(confusion_chart(result.confusion, names), key=matrix_key, on_select=_pick_cell,
+                    selection_mode="cell", width="stretch")
+    st.caption("Rows are the true class, columns the model's answer. Everything off the diagonal is a mistake. "
+               "Click a cell to see its images below.")
 with classes_col:
     st.subheader("Accuracy per class")
     rows = [{"class": class_label(names, i), "accuracy": float(a)} for i, a in enumerate(result.per_class_accuracy)]
@@ -90,14 +135,11 @@ with classes_col:
     st.caption(f"The axis starts at {low:.0%} so the differences show.")
 
 st.subheader("Look at one cell")
-off_diagonal = result.confusion.copy()
-np.fill_diagonal(off_diagonal, 0)
-common_true, common_predicted = np.unravel_index(int(off_diagonal.argmax()), off_diagonal.shape)
 true_col, predicted_col = st.columns(2)
-true_class = true_col.selectbox("True class", range(len(names)), int(common_true), key=f"eval-{name}-true",
+true_class = true_col.selectbox("True class", range(len(names)), key=true_key,
                                 format_func=lambda i: class_label(names, i))
-predicted_class = predicted_col.selectbox("Predicted as", range(len(names)), int(common_predicted),
-                                          key=f"eval-{name}-predicted", format_func=lambda i: class_label(names, i))
+predicted_class = predicted_col.selectbox("Predicted as", range(len(names)), key=predicted_key,
+                                          format_func=lambda i: class_label(names, i))
 indices = evaluation.mistakes(result, int(true_class), int(predicted_class))
 kind = "correct answers" if true_class == predicted_class else "mistakes"
 if len(indices) == 0:

@@ -73,7 +73,6 @@ else:
 
     def _start_exercise() -> None:
         state.load_experiment(exercise.starting_experiment, exercise.locked)
-        state.editor_name = exercise.starting_experiment.model.name
         state.exercise_key = key
 
     if state.exercise_key != key:
@@ -86,7 +85,6 @@ else:
             st.subheader("Model")
             spec = layer_editor.show(
                 f"exercise-{key}-layers", max_params=settings.max_params, disabled="layers" in state.locked,
-                name=state.editor_name,
             )
             st.subheader("Training settings")
             config = training_controls.show(f"exercise-{key}-settings", settings=settings, locked=state.locked)

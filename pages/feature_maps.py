@@ -33,6 +33,20 @@ if extractor.layer_count == 0:
     st.warning(f"{name} has no convolution or pooling layers, so it has no feature maps to show.")
     st.stop()
 
+def channel_chart(values: np.ndarray, title: str):
+    """One channel as a heat map of square cells with a colour bar and each value on hover."""
+    import altair as alt
+
+    rows = [{"row": r, "column": c, "value": float(values[r, c])}
+            for r in range(values.shape[0]) for c in range(values.shape[1])]
+    side = max(8, 320 // max(values.shape))
+    return alt.Chart(alt.Data(values=rows), title=title).mark_rect().encode(
+        x=alt.X("column:O", axis=None), y=alt.Y("row:O", axis=None),
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title="value")),
+        tooltip=["row:O", "column:O", alt.Tooltip("value:Q", format=".3f")],
+    ).properties(width=side * values.shape[1], height=side * values.shape[0])
+
+
 VIEWS = {
     "maps": "Feature maps of one image",
     "filters": "Learned filters",
@@ -72,6 +86,18 @@ if view == "maps":
                         + (f" (first {shown} channels)" if shown < total else ""))
             st.image(images.mosaic(layer.activations, max_channels=channels, columns=16), output_format="PNG")
 
+        st.subheader("Look closer at one channel")
+        layer_col, channel_col = st.columns(2)
+        names_by_layer = {m.name: m for m in layer_maps}
+        closer = names_by_layer[layer_col.selectbox("Layer", list(names_by_layer), key="maps-closer-layer")]
+        closer_channel = int(channel_col.number_input(
+            f"Channel (0–{closer.shape[2] - 1})", 0, closer.shape[2] - 1, 0, key=f"maps-closer-{closer.name}",
+        ))
+        st.altair_chart(channel_chart(closer.activations[:, :, closer_channel],
+                                      f"{closer.name}, channel {closer_channel}"), width="content")
+        st.caption("Each square is one value of this channel; the colour bar gives its scale, and hovering shows "
+                   "the exact number.")
+
 elif view == "filters":
     mode = st.radio("Show", ("first", "mean"), horizontal=True, key="maps-filter-mode",
                     format_func={"first": "weights on the first input channel",
@@ -79,22 +105,31 @@ elif view == "filters":
     st.caption("Red weights add the pixel under them, blue ones subtract it. The first layer's kernels often "
                "look like edge and stroke detectors.")
     with st.spinner("Drawing the filters…"):
+        # Every filter of every layer: a layer of 64 filters shows all 64.
         for layer in conv_filters(model):
-            figures.show("filter_grid", layer, mode=mode, max_filters=32, columns=16)
+            figures.show("filter_grid", layer, mode=mode, max_filters=None, columns=16)
 
 else:
     data = loaders.dataset(card.dataset)
     class_col, channel_col = st.columns(2)
     label = class_col.selectbox("Class", range(len(data.class_names)), key="maps-journey-class",
                                 format_func=lambda i: class_label(data.class_names, i))
-    channel = channel_col.number_input("Channel", 0, 511, 0, key="maps-journey-channel",
-                                       help="Layers with fewer channels show channel number modulo their size.")
     picks = np.flatnonzero(data.y_test == label)[:JOURNEY_IMAGES]
     journey_images = [data.x_test[i] for i in picks]
     with st.spinner("Following the images through the layers…"):
         journey_maps = [extractor.maps(image) for image in journey_images]
-        figures.show("journey", journey_images, journey_maps, channel=int(channel),
-                     title=f"Channel {int(channel)} through the network: {len(picks)} test images of "
-                           f"'{data.class_names[label]}'")
+    counts = {m.name: m.shape[2] for m in journey_maps[0]}
+    most = max(counts.values())
+    channel = int(channel_col.number_input(
+        f"Channel (0–{most - 1})", 0, most - 1, 0, key="maps-journey-channel",
+        help="The widest layer has this many channels; a layer with fewer shows the channel number modulo its "
+        "own count (named above each column).",
+    ))
+    figures.show("journey", journey_images, journey_maps, channel=channel,
+                 title=f"Channel {channel} through the network: {len(picks)} test images of "
+                       f"'{data.class_names[label]}'")
+    wrapped = [f"{layer} has {count} channels, so it shows channel {channel} mod {count} = {channel % count}"
+               for layer, count in counts.items() if channel >= count]
     st.caption("Rows are images of the same class, columns the layers. A channel that lights up in the same "
-               "place for every row has learned something the class shares.")
+               "place for every row has learned something the class shares."
+               + (f" Channel {channel} does not exist in every layer: {'; '.join(wrapped)}." if wrapped else ""))

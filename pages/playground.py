@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import explain, ops, registry
-from ui import figures, images
+from ui import figures, images, layout
 from ui.components import explain_conv, image_source, kernel_editor
 from ui.entry import start_page
 
@@ -28,7 +28,8 @@ st.caption(
     "position. Pick an image and a kernel, and follow it through the three steps of a CNN block."
 )
 
-source_col, kernel_col, options_col = st.columns([2, 1, 1], gap="large")
+# Fixed widths for the kernel and the options: proportional columns hid the kernel's numbers at 800 px.
+source_col, kernel_col, options_col = layout.wrapping_row("playground", [None, kernel_editor.EDITOR_PX, 240])
 with source_col:
     dataset_name = st.selectbox("Dataset", registry.names(), format_func=registry.title, key="playground-dataset")
     picked = image_source.show("playground-image", dataset_name=dataset_name)

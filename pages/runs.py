@@ -26,8 +26,19 @@ names = [run.name for run in state.runs]
 chosen = st.multiselect("Runs to compare", names, default=names[-5:], key="runs-chosen")
 runs = [run for run in state.runs if run.name in chosen]
 
+def one_type_per_column(rows: list[dict]) -> list[dict]:
+    """Columns that mix text with numbers ("all" beside 5000 images) as text, so Arrow can convert the table."""
+    for column in {key for row in rows for key in row}:
+        kinds = {type(row.get(column)) for row in rows if row.get(column) is not None}
+        if str in kinds and len(kinds) > 1:
+            for row in rows:
+                value = row.get(column)
+                row[column] = "" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+    return rows
+
+
 st.dataframe(
-    [
+    one_type_per_column([
         {
             "run": run.name,
             "dataset": registry.title(run.dataset),
@@ -40,7 +51,7 @@ st.dataframe(
             "layers": run.architecture,
         }
         for run in runs
-    ],
+    ]),
     hide_index=True, width="stretch",
     column_config={"test accuracy": st.column_config.ProgressColumn("test accuracy", format="percent",
                                                                     min_value=0.0, max_value=1.0)},

@@ -1,5 +1,6 @@
 """Train: build a CNN from a preset or layer by layer, set the hyper-parameters, train it live, share it."""
 
+import dataclasses
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -33,14 +34,13 @@ if not state.query_loaded:
             st.error(f"The shared link could not be loaded: {errors.message(error)}")
         else:
             state.load_experiment(experiment, locked)
-            state.editor_name = experiment.model.name
             state.exercise_key = None
 
 
 def _load_preset() -> None:
+    # Choosing a preset loads it: the layers, settings and description shown always belong together.
     preset = presets.get(st.session_state["train-preset"])
     state.load_experiment(preset.experiment, state.locked)
-    state.editor_name = preset.key
 
 
 def _unlock() -> None:
@@ -57,16 +57,26 @@ st.subheader("1 · Architecture")
 preset_col, load_col, name_col = st.columns([3, 1, 2], vertical_alignment="bottom")
 preset_col.selectbox(
     "Start from a preset", list(presets.PRESETS), format_func=lambda key: presets.PRESETS[key].title,
-    key="train-preset", disabled="layers" in state.locked,
+    key="train-preset", disabled="layers" in state.locked, on_change=_load_preset,
+    help="Choosing a preset replaces the layers and training settings below.",
 )
-load_col.button("Load preset", on_click=_load_preset, key="train-load", width="stretch",
-                disabled="layers" in state.locked)
-state.editor_name = name_col.text_input("Model name", value=state.editor_name,
-                                        key=f"train-name-{state.training_generation}", max_chars=60) or "custom"
-chosen = presets.PRESETS[st.session_state["train-preset"]]
-st.caption(f"{chosen.description} *Source: {chosen.source}*")
-spec = layer_editor.show("train-layers", max_params=settings.max_params, disabled="layers" in state.locked,
-                         name=state.editor_name)
+load_col.button("Reset", on_click=_load_preset, key="train-load", width="stretch",
+                disabled="layers" in state.locked, help="Undo your changes: load the chosen preset again.")
+# Filled after the layer editor, which renames a changed preset ("custom, from …").
+name_slot = name_col.empty()
+description = st.empty()
+spec = layer_editor.show("train-layers", max_params=settings.max_params, disabled="layers" in state.locked)
+shown = next((preset for preset in presets.PRESETS.values() if preset.model.layers == state.layers), None)
+if shown is not None:
+    description.caption(f"{shown.description} *Source: {shown.source}*")
+else:
+    description.caption("Your own layers: no preset has exactly these, so no preset's description applies.")
+typed = name_slot.text_input("Model name", value=state.run_name(), max_chars=60,
+                             key=f"train-name-{state.training_generation}-{state.run_name()}")
+if typed.strip() and typed != state.editor_name:
+    state.editor_name, state.loaded_from = typed.strip(), None  # named by the learner: never renamed
+if spec is not None:
+    spec = dataclasses.replace(spec, name=state.editor_name)
 
 st.subheader("2 · Training settings")
 config = training_controls.show("train-settings", settings=settings, locked=state.locked)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import layout
 from ui.components import training_status
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -62,4 +63,5 @@ def start_page() -> None:
 
     ensure_navigation()
     workspace.follow_address()
+    layout.apply()
     training_status.show()

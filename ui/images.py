@@ -128,3 +128,14 @@ def preprocess_strip(steps, size: int = 168) -> tuple[list[np.ndarray], list[str
         "4. centred 28×28, + centre of mass",
     ]
     return pictures, captions
+
+
+def app_icon() -> bytes:
+    """The browser tab's icon, drawn here: a material icon or an emoji would be fetched from a CDN."""
+    # A 3×3 kernel over a white stroke on black: a convolution looking at a digit.
+    cells = np.array([[40, 40, 40], [40, 255, 40], [40, 40, 40]], dtype=np.uint8)
+    picture = np.repeat(np.repeat(cells, 10, axis=0), 10, axis=1)
+    picture = np.pad(picture, 1, constant_values=0)
+    rgb = np.stack([picture, picture, picture], axis=-1)
+    rgb[picture == 255] = ACCENT_RGB
+    return png(rgb)

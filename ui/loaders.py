@@ -14,6 +14,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 
 from cnn_core.engine import datasets
@@ -204,3 +205,17 @@ def default_evaluation(dataset_name: str) -> Evaluation:
     from cnn_core.engine import evaluation
 
     return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def class_means(dataset_name: str, split: str) -> np.ndarray:
+    """The mean image of each class of a dataset part, (classes, 28, 28) float32, computed once per process."""
+    data = dataset(dataset_name)
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    means = np.zeros((len(data.class_names), *x.shape[1:3]), dtype=np.float32)
+    for index in range(len(data.class_names)):
+        members = x[y == index, ..., 0]
+        if len(members):
+            means[index] = members.mean(axis=0)
+    means.setflags(write=False)
+    return means

@@ -113,12 +113,16 @@ class AppState:
     locked: frozenset[str] = frozenset()
     query_loaded: bool = False
     exercise_key: str | None = None
+    # The name and layers last loaded (a preset, a link, an exercise): a run of changed layers is not
+    # called by that name (see `run_name`).
+    loaded_from: tuple[str, tuple[Layer, ...]] | None = None
 
     def __post_init__(self) -> None:
         if not self.editor_rows:
             preset = presets.get(STARTING_PRESET)
             self.set_layers(preset.model.layers)
             self.editor_training = preset.training
+            self.loaded_from = (preset.model.name, tuple(preset.model.layers))
         self.models = ModelShelf(self.workspace, self.saved_dir)
         self._run_keys: list[str] = []
         self.refresh()
@@ -206,6 +210,16 @@ class AppState:
         self.editor_training = experiment.training
         self.training_generation += 1
         self.locked = frozenset(locked)
+        self.editor_name = experiment.model.name
+        self.loaded_from = (experiment.model.name, tuple(experiment.model.layers))
+
+    def run_name(self) -> str:
+        """The model's name as typed, or "custom, from <preset>" once the loaded layers were changed."""
+        if self.loaded_from is not None:
+            name, layers = self.loaded_from
+            if self.editor_name == name and self.layers != layers:
+                self.editor_name = f"custom, from {name}"
+        return self.editor_name
 
     def model_names(self) -> list[str]:
         return [*DEFAULT_MODEL_NAMES.values(), *self.models]

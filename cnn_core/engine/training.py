@@ -45,6 +45,8 @@ class TrainStarted:
     params: int
     # "bfloat16" when the layers compute in Keras' mixed_bfloat16 (see precision.py), else "float32".
     precision: str = "float32"
+    # The images of the final evaluation, so a time estimate can include it.
+    test_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ def train(
             val_size=0 if data.x_val is None else len(data.x_val),
             params=model.count_params(),
             precision=precision,
+            test_size=len(data.x_test),
         )
     )
     model.fit(
@@ -352,8 +355,13 @@ def train(
         )
         reason, message = "stopped", f"Stopped {where}; the model keeps the weights learned so far."
     else:
-        reason, message = "completed", f"Finished all {config.epochs} epochs."
+        reason, message = "completed", (
+            "Finished the 1 epoch." if config.epochs == 1 else f"Finished all {config.epochs} epochs."
+        )
     message = f"{message}{restored} Test accuracy {test_accuracy:.2%}."
+    if callback.history:
+        note = gap_note(experiment, callback.history[-1]["accuracy"], test_accuracy, len(data.x_train))
+        message = f"{message} {note}" if note else message
     seconds = time.perf_counter() - started
     dispatch(
         TrainFinished(
@@ -396,6 +404,33 @@ def classifier_score(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[
     loss = float(-np.mean(np.log(np.clip(picked, epsilon, 1 - epsilon))))
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
     return loss, accuracy
+
+
+# Test accuracy this far below the last epoch's training accuracy is worth a sentence.
+GAP_NOTE_AT = 0.05
+SMALL_TRAINING_SET = 10_000
+
+
+def gap_note(experiment: Experiment, train_accuracy: float, test_accuracy: float, train_size: int) -> str:
+    """One sentence on why test accuracy ended far below training accuracy, or "" when it did not."""
+    gap = train_accuracy - test_accuracy
+    if gap < GAP_NOTE_AT:
+        return ""
+    head = (f"Test accuracy is {gap:.0%} below the last epoch's training accuracy ({train_accuracy:.1%}), "
+            "most likely because ")
+    if any(layer.kind == "batchnorm" for layer in experiment.model.layers):
+        return head + ("BatchNorm's running averages, which a test uses instead of each batch's own statistics, "
+                       "had too few steps to settle: train longer or on more images, or remove BatchNorm.")
+    if train_size < SMALL_TRAINING_SET:
+        return head + (f"{train_size:,} training images are too few to generalise from and the model memorised "
+                       "them: train on more images or add Dropout.")
+    return head + "the model overfits (memorises its training images): add Dropout, train fewer epochs or use more images."
+
+
+# Evaluating an image costs about this share of training on it (a forward pass, no gradients).
+EVALUATION_COST = 1 / 3
+# A steadily falling estimate jumps up again only for a real slowdown (this factor above it).
+ETA_RISE = 1.3
 
 
 @dataclass(frozen=True)
@@ -449,12 +484,20 @@ class ProgressRecorder:
         self._epoch_history: list[dict[str, Any]] = []
         self._finished: TrainFinished | None = None
         self._precision = "float32"
+        self._test_size = 0
+        self._val_size = 0
+        self._batch_size = 1.0
+        # The first batch includes tracing the model, so the step rate is measured from its end.
+        self._first_batch: tuple[float, int] | None = None
+        self._shown_eta: tuple[float, float] | None = None
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             match event:
                 case BatchEnded():
                     self._epoch, self._step = event.epoch, event.step
+                    if self._first_batch is None:
+                        self._first_batch = (self._clock(), event.epoch * event.steps_per_epoch + event.step)
                     if self._batches_seen % self._stride == 0:
                         self._positions.append(event.epoch + event.step / event.steps_per_epoch)
                         self._losses.append(event.loss)
@@ -471,6 +514,9 @@ class ProgressRecorder:
                     self._status = "running"
                     self._epochs, self._steps_per_epoch = event.epochs, event.steps_per_epoch
                     self._started_at = self._clock()
+                    self._test_size = event.test_size
+                    self._val_size = event.val_size
+                    self._batch_size = max(1.0, event.train_size / max(1, event.steps_per_epoch))
                     self._precision = event.precision
                 case TrainFinished():
                     self._status = "finished"
@@ -481,10 +527,7 @@ class ProgressRecorder:
             total_steps = self._epochs * self._steps_per_epoch
             done = self._epoch * self._steps_per_epoch + self._step
             fraction = min(1.0, done / total_steps) if total_steps else 0.0
-            eta = None
-            if self._status == "running" and fraction > 0 and self._started_at is not None:
-                elapsed = self._clock() - self._started_at
-                eta = elapsed / fraction * (1.0 - fraction)
+            eta = self._eta(done, total_steps) if self._status == "running" else None
             return ProgressSnapshot(
                 status=self._status,
                 epoch=self._epoch,
@@ -500,3 +543,29 @@ class ProgressRecorder:
                 batch_positions=list(self._positions),
                 precision=self._precision,
             )
+
+    def _eta(self, done: int, total_steps: int) -> float | None:
+        """Seconds left: the remaining steps at the rate since the first batch, plus the validation passes
+        still to come and the test evaluation.
+
+        Between estimates it falls with the clock and it rises only for a real slowdown, so the learner
+        sees a countdown rather than a number that wobbles with every epoch's validation pass.
+        """
+        if self._first_batch is None:
+            return None
+        now = self._clock()
+        since, first_done = self._first_batch
+        if done <= first_done or now <= since:
+            return None
+        seconds_per_step = (now - since) / (done - first_done)
+        validations = max(0, self._epochs - len(self._epoch_history)) * self._val_size
+        evaluation = (self._test_size + validations) / self._batch_size * seconds_per_step * EVALUATION_COST
+        estimate = max(0, total_steps - done) * seconds_per_step + evaluation
+        if self._shown_eta is not None:
+            shown, at = self._shown_eta
+            falling = shown - (now - at)
+            if falling < estimate <= max(falling, 1.0) * ETA_RISE:
+                estimate = falling
+        estimate = max(1.0, estimate)
+        self._shown_eta = (estimate, now)
+        return estimate

@@ -61,7 +61,7 @@ def test_a_small_run_trains_and_becomes_the_active_model(open_page):
     assert state.runs[-1].name == name
     assert 0.0 <= state.runs[-1].test_accuracy <= 1.0
     assert len(state.runs[-1].history) == 1
-    assert "Finished all 1 epochs" in texts(at)
+    assert "Finished the 1 epoch." in texts(at)
     assert at.get("download_button")
 
     # Saving by name writes the bundle into the configured models folder.

@@ -6,11 +6,46 @@ so every page goes through `show` and never calls st_canvas directly.
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import numpy as np
 
 CANVAS_SIZE = 280
 BACKGROUND = "#000000"
 INK = "#FFFFFF"
+
+
+COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"
+# The canvas's hover toolbar, minus the buttons that break drawing or repeat the page's own:
+# "Edit" switches to selecting strokes (a stroke then draws nothing, without a word), the bin
+# repeats Clear, and the upload arrow sends what every stroke already sends. Undo and redo stay.
+HIDDEN_TOOLBAR_BUTTONS = ("Edit", "Reset canvas & history", "Update the app with this drawing")
+TOOLBAR_CSS = "".join(f'.dc-icon-button[aria-label="{label}"]{{display:none !important}}'
+                      for label in HIDDEN_TOOLBAR_BUTTONS) + ".dc-toolbar-separator{display:none}"
+_registered: set[int] = set()
+_register_lock = threading.Lock()
+
+
+def _register_trimmed_toolbar() -> None:
+    """Re-declare the canvas component with its own CSS plus TOOLBAR_CSS, once per Streamlit runtime.
+
+    The component draws inside a shadow root, so page CSS cannot reach its toolbar, and version
+    0.13.0 has no option to hide single buttons. Its script stays the package's own file.
+    """
+    import streamlit as st
+    import streamlit_drawable_canvas
+    from streamlit.runtime import Runtime
+
+    runtime = id(Runtime.instance()) if Runtime.exists() else 0
+    with _register_lock:
+        if runtime in _registered:
+            return
+        build = Path(streamlit_drawable_canvas.__file__).parent / "frontend" / "build"
+        css = "\n".join(path.read_text() for path in sorted(build.glob("index-*.css")))
+        st.components.v2.component(COMPONENT, js="index-*.js", css=css + TOOLBAR_CSS,
+                                   html='<div class="canvas-root"></div>', isolate_styles=True)
+        _registered.add(runtime)
 
 
 def render(*, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray | None:
@@ -21,6 +56,8 @@ def render(*, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray
     """
     # Imported here: the component registers itself with the running Streamlit server on import.
     from streamlit_drawable_canvas import st_canvas
+
+    _register_trimmed_toolbar()
 
     result = st_canvas(
         stroke_width=stroke_width,

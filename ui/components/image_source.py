@@ -31,20 +31,51 @@ def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > max_bytes:
-        raise UserError(
-            f"The picture is {len(data) / 1e6:.1f} MB; upload one under {max_bytes / 1e6:.0f} MB."
-        )
+        raise UserError(f"The picture is {megabytes(len(data))}; upload one of at most {megabytes(max_bytes)}.")
     try:
         with Image.open(io.BytesIO(data)) as picture:
             pixels = np.asarray(picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P") else
                                 picture.convert("RGB"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
-        raise UserError(f"Could not read that file as a picture ({error}); upload a PNG or JPEG.") from None
+    except Image.DecompressionBombError:
+        raise UserError("That picture has too many pixels; upload a smaller photo (a few megapixels at "
+                        "most).") from None
+    except (UnidentifiedImageError, OSError):
+        # PIL's own message names a Python object ("<_io.BytesIO object at 0x…>"): say it in words.
+        raise UserError("That file is not a picture this app can read, or it is damaged; upload a PNG or JPEG "
+                        "photo.") from None
     image = preprocess.image_to_mnist(pixels)
     if image is None:
         raise UserError("The picture looks blank; upload one with a clear dark object on a light background "
                          "(or light on dark).")
     return image
+
+
+def megabytes(count: int) -> str:
+    """A byte count as people read it, in MB of 1024 × 1024 bytes like the settings' limits."""
+    value = count / (1024 * 1024)
+    return f"{value:.1f} MB" if value < 10 else f"{value:.0f} MB"
+
+
+def photo_upload(key: str, *, what: str = "one object") -> PickedImage | None:
+    """An uploader for a PNG/JPEG picture, with its real size limit; the picture as MNIST input, or None.
+
+    Every picture goes through `decode_upload`, so `preprocess.image_to_mnist` is its one way in.
+    """
+    limit = loaders.settings().max_image_bytes
+    upload = st.file_uploader(
+        f"A photo or scan of {what} (PNG or JPEG, at most {megabytes(limit)})", type=["png", "jpg", "jpeg"],
+        key=f"{key}-upload", max_upload_size=max(1, round(limit / (1024 * 1024))),
+    )
+    if upload is None:
+        st.caption(f"{what.capitalize()} on a plain background works best; it is cropped, centred and scaled "
+                   "to 28×28 like the MNIST images.")
+        return None
+    try:
+        image = decode_upload(upload.getvalue(), limit)
+    except Exception as error:
+        st.error(errors.message(error))
+        return None
+    return PickedImage(image, f"Your picture ({upload.name})")
 
 
 def dataset_image(key: str, dataset_name: str) -> PickedImage:
@@ -71,13 +102,4 @@ def show(key: str, *, dataset_name: str, allow_drawing: bool = True) -> PickedIm
             st.info("You have not drawn anything yet: draw a digit on the **Draw a digit** page first.")
             return None
         return PickedImage(state.last_drawing, "Your last drawing")
-    upload = st.file_uploader("A PNG or JPEG picture", type=["png", "jpg", "jpeg"], key=f"{key}-upload")
-    if upload is None:
-        st.caption("One object on a plain background works best; it is cropped, centred and scaled to 28×28.")
-        return None
-    try:
-        image = decode_upload(upload.getvalue(), loaders.settings().max_image_bytes)
-    except Exception as error:
-        st.error(errors.message(error))
-        return None
-    return PickedImage(image, f"Your picture ({upload.name})")
+    return photo_upload(key)

@@ -10,6 +10,9 @@ from cnn_core.engine import ops
 # Only the 3×3 presets: nine number boxes stay readable, and 3×3 is what the CNN layers here use.
 PRESETS = {name: kernel for name, kernel in ops.KERNELS.items() if kernel.shape == (3, 3)}
 ZERO = "all zeros (build your own)"
+# Wide enough for "-0.125" beside the number box's − and + buttons.
+CELL_PX = 104
+EDITOR_PX = 3 * CELL_PX + 2 * 16  # three cells and the two 1rem gaps between them
 
 
 def show(key: str, *, default: str = "vertical edges", allow_presets: bool = True) -> np.ndarray:
@@ -24,11 +27,12 @@ def show(key: str, *, default: str = "vertical edges", allow_presets: bool = Tru
     start = PRESETS.get(preset, np.zeros((3, 3)))
     kernel = np.zeros((3, 3), dtype=np.float64)
     # The preset is part of the widget keys, so choosing another preset starts from its weights.
+    # Rows of fixed-width cells: proportional columns got too narrow to show a number at 800 px.
     for row in range(3):
-        cols = st.columns(3)
+        cells = st.container(horizontal=True, wrap=False, gap="small", key=f"{key}-row-{row}")
         for col in range(3):
-            kernel[row, col] = cols[col].number_input(
+            kernel[row, col] = cells.number_input(
                 f"w[{row},{col}]", value=float(round(start[row, col], 4)), step=0.5, format="%.3g",
-                key=f"{key}-{preset}-{row}{col}", label_visibility="collapsed",
+                key=f"{key}-{preset}-{row}{col}", label_visibility="collapsed", width=CELL_PX,
             )
     return kernel

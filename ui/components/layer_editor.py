@@ -13,7 +13,7 @@ import streamlit as st
 
 from cnn_core.engine import specs
 from cnn_core.engine.specs import ACTIVATIONS, PADDINGS, ModelSpec
-from ui import errors
+from ui import errors, layout
 from ui import state as app_state
 
 # What the "add" menu offers, in the order a convnet is usually built.
@@ -50,14 +50,43 @@ def _remove(uid: int) -> None:
         del app_state.get().editor_rows[index]
 
 
+# Layers that work on an image (height × width × channels) and so belong before Flatten.
+IMAGE_LAYERS = (*specs.SPATIAL_LAYERS, "batchnorm")
+FLAT_STARTS = ("flatten", "global_avgpool", "dense")
+FITS = "where it fits"
+
+
+def fitting_position(kinds: list[str], kind: str) -> int:
+    """Where a new layer of `kind` is valid and useful in a stack of layer kinds.
+
+    Convolutions, pools and BatchNorm go at the end of the image part (just before Flatten),
+    Flatten/GlobalAvgPool there too, Dense and Dropout just before the softmax head.
+    """
+    image_end = next((index for index, other in enumerate(kinds) if other in FLAT_STARTS), len(kinds))
+    if kind in IMAGE_LAYERS or kind in ("flatten", "global_avgpool"):
+        return image_end
+    head = len(kinds) - 1 if kinds and kinds[-1] == "dense" else len(kinds)
+    return max(head, image_end)
+
+
+def _position_label(index: int, rows: list) -> str:
+    if index < 0:
+        return FITS
+    if index == 0:
+        return "at the top"
+    return f"after {index} · {specs.describe(rows[index - 1].layer)}"
+
+
 def _add(key: str) -> None:
     state = app_state.get()
     kind = st.session_state[f"{key}-add-kind"]
-    layer = specs.LAYER_TYPES[kind]()
     rows = state.editor_rows
-    # New layers go before the classifier head, where they can do something useful.
-    has_head = rows and isinstance(rows[-1].layer, specs.Dense) and rows[-1].layer.activation == "softmax"
-    state.add_layer(layer, position=len(rows) - 1 if has_head else None)
+    picked = st.session_state.get(f"{key}-add-where", -1)
+    position = picked if 0 <= picked <= len(rows) else fitting_position([row.layer.kind for row in rows], kind)
+    state.add_layer(specs.LAYER_TYPES[kind](), position=position)
+    st.session_state[f"{key}-add-where"] = -1
+
+
 
 
 def _change_kind(key: str, uid: int) -> None:
@@ -119,13 +148,13 @@ def _rows(key: str, disabled: bool) -> None:
     rows = state.editor_rows
     kinds = list(specs.LAYER_TYPES)
     for index, row in enumerate(rows):
-        with st.container(border=True):
-            label_col, edit_col, up, down, remove = st.columns([5, 2, 0.8, 0.8, 0.8], vertical_alignment="center",
-                                                               gap="small")
+        # One line per layer at any width: the buttons keep their size, the label takes the rest.
+        with st.container(border=True, horizontal=True, vertical_alignment="center", gap="small"):
             # Filled after the settings are read, so the label never lags one rerun behind.
-            label = label_col.empty()
-            with edit_col.popover("Edit", help="Change this layer's type and settings", disabled=disabled,
-                                  width="stretch"):
+            label = st.container().empty()
+            up, down, remove = st, st, st
+            with st.popover("Edit", help="Change this layer's type and settings", disabled=disabled,
+                            width="content"):
                 st.selectbox(
                     "Layer type", kinds, kinds.index(row.layer.kind), key=f"{key}-{row.uid}-kind",
                     format_func=lambda kind: ADDABLE[kind].split(" (")[0], on_change=_change_kind,
@@ -154,24 +183,33 @@ def summary_table(infos: list[specs.LayerInfo]) -> list[dict]:
     ]
 
 
-def show(key: str, *, max_params: int, disabled: bool = False, name: str = "custom") -> ModelSpec | None:
+def show(key: str, *, max_params: int, disabled: bool = False, name: str | None = None) -> ModelSpec | None:
     """Edit the session's layers; return the spec when it is valid, else show why and return None.
 
     The layers sit on the left and the live summary (output shape and parameters per layer) on the right.
+    Without `name` the spec takes the session's model name (`AppState.run_name`).
     """
     state = app_state.get()
-    rows_col, summary_col = st.columns([1, 1], gap="large")
+    rows_col, summary_col = layout.wrapping_row(key, ["wide", None])
     with rows_col:
         if disabled:
             st.info("The architecture is fixed for this run (set by a shared link or an exercise).")
         _rows(key, disabled)
         if not disabled:
-            add_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+            rows = state.editor_rows
+            add_col, where_col = st.columns(2, vertical_alignment="bottom")
             add_col.selectbox("Add a layer", list(ADDABLE), format_func=ADDABLE.get, key=f"{key}-add-kind")
-            button_col.button("Add", key=f"{key}-add", on_click=_add, args=(key,), width="stretch",
-                              icon=":material/add:")
+            where = [-1, *range(len(rows) + 1)]
+            if st.session_state.get(f"{key}-add-where", -1) not in where:
+                st.session_state[f"{key}-add-where"] = -1
+            where_col.selectbox("Where", where, format_func=lambda index: _position_label(index, rows),
+                                key=f"{key}-add-where",
+                                help="'Where it fits' puts convolutions and pools before Flatten, dense "
+                                "layers and dropout just before the output layer.")
+            st.button("Add", key=f"{key}-add", on_click=_add, args=(key,), icon=":material/add:")
 
-    spec = ModelSpec(layers=state.layers, name=name)
+
+    spec = ModelSpec(layers=state.layers, name=state.run_name() if name is None else name)
     with summary_col:
         st.markdown("**What each layer outputs** (for one 28 × 28 × 1 image)")
         try:

@@ -108,6 +108,9 @@ def _progress(job: TrainingJob, snapshot: ProgressSnapshot) -> None:
     if label:
         # Mixed precision on a CPU with bfloat16 instructions: say so, it explains the speed.
         text = f"{text} · {label}"
+    if snapshot.status == "running" and snapshot.fraction >= 1.0:
+        # The last batch is done; the estimate still counts the test evaluation that follows.
+        text = f"Measuring test accuracy… about {format_seconds(snapshot.eta_seconds)} left"
     if snapshot.status == "finished":
         text = "Measuring test accuracy…"
     st.progress(snapshot.fraction, text=text)

@@ -25,6 +25,16 @@ class ModelCard:
     def accuracy_text(self) -> str:
         return "not measured" if self.accuracy is None else f"{self.accuracy:.2%}"
 
+    @property
+    def label(self) -> str:
+        """The name, plus the dataset and accuracy unless the name already says them (a trained model's does)."""
+        extra = []
+        if self.dataset_title not in self.name:
+            extra.append(self.dataset_title)
+        if self.accuracy is None or f"{self.accuracy:.1%}" not in self.name:
+            extra.append(self.accuracy_text)
+        return f"{self.name} ({', '.join(extra)})" if extra else self.name
+
 
 def card(name: str) -> ModelCard:
     """What to say about a model, without loading TensorFlow for the shipped ones."""
@@ -65,11 +75,14 @@ def _upload(key: str) -> None:
 
 def upload_form(key: str) -> None:
     """A small form to bring in a model trained elsewhere (a .keras file for 28×28×1 images, 10 classes)."""
-    with st.popover("Upload", icon=":material/upload:", help="Use a .keras model trained elsewhere",
-                    width="stretch"):
+    limit_mb = max(1, round(loaders.settings().max_upload_bytes / (1024 * 1024)))
+    with st.popover("Upload a model", icon=":material/upload:", width="content",
+                    help="Use a .keras model trained elsewhere (a picture goes on the page itself)"):
         st.selectbox("It was trained on", registry.names(), format_func=registry.title, key=f"{key}-upload-dataset")
-        st.file_uploader("A .keras file", type=["keras"], key=f"{key}-upload-file", on_change=_upload,
-                         args=(key,), help="Saved with model.save('name.keras'); standard Keras layers only.")
+        # The limit named and enforced here is the settings' own, not Streamlit's server-wide one.
+        st.file_uploader(f"A .keras model file (at most {limit_mb} MB)", type=["keras"], key=f"{key}-upload-file",
+                         on_change=_upload, args=(key,), max_upload_size=limit_mb,
+                         help="Saved with model.save('name.keras'); standard Keras layers only.")
 
 
 def _delete(name: str, key: str) -> None:
@@ -80,7 +93,7 @@ def _delete(name: str, key: str) -> None:
 
 def delete_form(key: str, name: str) -> None:
     """Delete one of the learner's models (a shipped default cannot be deleted)."""
-    with st.popover("Delete", icon=":material/delete:", help="Delete this model", width="stretch",
+    with st.popover("Delete", icon=":material/delete:", help="Delete this model", width="content",
                     disabled=app_state.default_dataset_of(name) is not None):
         st.text(f"Delete {name}? This cannot be undone.")
         st.button("Delete this model", key=f"{key}-delete", on_click=_delete, args=(name, key), type="primary")
@@ -97,12 +110,14 @@ def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> 
     # key carries the active name and the choice is copied into the session state on change.
     widget_key = f"{key}-{state.active_model}"
     if allow_upload:
-        picker_col, upload_col, delete_col = st.columns([5, 1, 1], vertical_alignment="bottom")
+        # A wrapping row: the buttons keep their whole labels and move under the picker when narrow.
+        row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+        picker_col, upload_col, delete_col = row.container(key=f"layout-wide-picker-{key}"), row, row
     else:
         picker_col, upload_col, delete_col = st, None, None
     name = picker_col.selectbox(
         "Model", names, index=index, key=widget_key, on_change=_set_active, args=(widget_key,),
-        format_func=lambda n: f"{n} ({card(n).dataset_title}, {card(n).accuracy_text})",
+        format_func=lambda n: card(n).label,
     )
     if upload_col is not None:
         with upload_col:

@@ -35,7 +35,8 @@ def test_events_arrive_in_order_with_plain_values(small):
     result = training.train(experiment(), dataset=small, listeners=[events.append])
 
     started, *middle, finished = events
-    assert started == TrainStarted(epochs=2, steps_per_epoch=9, train_size=900, val_size=100, params=6810)
+    assert started == TrainStarted(epochs=2, steps_per_epoch=9, train_size=900, val_size=100, params=6810,
+                                   test_size=300)
     expected_kinds = ([BatchEnded] * 9 + [EpochEnded]) * 2
     assert [type(event) for event in middle] == expected_kinds
     batches = [event for event in middle if isinstance(event, BatchEnded)]
@@ -260,7 +261,8 @@ def test_progress_recorder_fraction_eta_and_bounded_points():
             now[0] = 110.0
             snapshot = recorder.snapshot()
             assert snapshot.fraction == pytest.approx(0.25)
-            assert snapshot.eta_seconds == pytest.approx(30.0)
+            # 3000 steps left at the rate since the first batch (10 s for 999 steps).
+            assert snapshot.eta_seconds == pytest.approx(3000 * 10 / 999)
             assert snapshot.epoch == 0 and snapshot.step == 1000
     snapshot = recorder.snapshot()
     assert 50 <= len(snapshot.batch_loss) <= 100

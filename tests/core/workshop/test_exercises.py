@@ -62,11 +62,25 @@ def test_every_training_exercise_asks_for_a_run_first():
 # (a) single conv, 99.8%
 
 SINGLE = exercises.get("single_conv_998")
-SINGLE_EXPERIMENT = SINGLE.starting_experiment
+# A solution: one convolution and one pooling layer added to the dense start, stopping at 99.8%.
+SINGLE_EXPERIMENT = Experiment(
+    ModelSpec((Conv2D(32, 3), MaxPool(2), Flatten(), Dense(128), Dense(10, "softmax")), name="single_conv"),
+    replace(SINGLE.starting_experiment.training, epochs=15, target_accuracy=0.998),
+)
 
 
 def _single_attempt(experiment=SINGLE_EXPERIMENT, history=(0.98, 0.993, 0.9985), reason="target_reached"):
     return Attempt(experiment=experiment, history=_history(history), test_accuracy=0.987, stopped_reason=reason)
+
+
+def test_single_conv_does_not_pass_with_its_setup_unchanged():
+    # Before: the setup already had the convolution, the pooling and the target, so running it passed.
+    result = SINGLE.check(_single_attempt(SINGLE.starting_experiment, history=[0.9] * 15, reason="completed"))
+    assert not result.passed
+    failures = _failures(result)
+    assert any("0 convolution layers" in m for m in failures)
+    assert any("0 pooling layers" in m for m in failures)
+    assert any("Set the target accuracy" in m for m in failures)
 
 
 def test_single_conv_passes_when_it_stops_at_the_target():
@@ -259,3 +273,18 @@ def test_attempt_from_result_counts_parameters():
     assert attempt.params == 12_810
     assert attempt.reference_accuracy == 0.5
     assert BEAT.check(attempt).passed
+
+
+def test_a_horizontal_edge_kernel_is_told_what_it_is_not_to_sum_to_zero():
+    # Before: "make the nine numbers add up to zero" for a kernel whose numbers already add up to zero.
+    result = KERNEL.check(Attempt(kernel=[[-1, -1, -1], [0, 0, 0], [1, 1, 1]]))
+    assert not result.passed
+    failures = _failures(result)
+    assert not any("add up to zero" in m for m in failures)
+    assert any("finds horizontal edges" in m and "3.00" in m for m in failures)
+    assert f"{exercises.PASS_MARK} Flat areas give almost nothing (0.00)." in result.messages
+
+
+def test_a_kernel_that_does_not_sum_to_zero_is_told_its_sum():
+    result = KERNEL.check(Attempt(kernel=[[-1, 0, 2], [-1, 0, 2], [-1, 0, 2]]))
+    assert any("add up to 3" in m for m in _failures(result))
