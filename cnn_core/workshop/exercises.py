@@ -18,7 +18,7 @@ import numpy as np
 
 from cnn_core.engine import ops, registry, specs
 from cnn_core.engine.errors import UserError
-from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
+from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
 from cnn_core.workshop import presets
 
 PASS_MARK = "✓"
