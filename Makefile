@@ -20,6 +20,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
+	$(PY) -m cnn_core.service.settings
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 # A training worker for CNN_REDIS_URL (README, "Workshops on several machines"); WORKER_ARGS e.g. --workers 2.

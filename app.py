@@ -2,11 +2,13 @@
 
 import streamlit as st
 
+from ui.entry import refuse_bad_settings
 from ui.errors import shown_as_error
 from ui.images import app_icon
 
 # A local picture: ":material/…" and emoji icons are fetched from a CDN, and the app must work offline.
 st.set_page_config(page_title="How CNNs see", page_icon=app_icon(), layout="wide")
+refuse_bad_settings()
 
 navigation = st.navigation(
     {

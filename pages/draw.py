@@ -9,6 +9,7 @@ from ui import state as app_state
 from ui.components import canvas, compare_models, explain_links, image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
+from ui.text import plain
 
 PROBABILITY_CHART = {
     "height": 300,
@@ -23,6 +24,9 @@ PROBABILITY_CHART = {
 }
 DRAW = "Draw"
 PHOTO = "Upload a photo"
+
+NOT_A_NUMBER = ("This model answers \"not a number\" for every class: its training diverged. Pick another model, "
+                "or train it again with a lower learning rate.")
 
 run_started = timing.start()
 start_page()
@@ -67,7 +71,7 @@ with input_col:
                 st.image(images.png(images.enlarge(image, 196)), caption=picked.caption)
     else:
         st.info(
-            f"**{name}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
+            f"**{plain(name)}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
             "photo of a piece of clothing; switch to an MNIST model above to draw digits."
         )
         picked = image_source.show("draw-picture", dataset_name=card.dataset, allow_drawing=False)
@@ -93,11 +97,16 @@ with prediction_slot:
     else:
         with shown_as_error():
             probabilities = loaders.predictor(name).predict(image)
-        top = int(np.argmax(probabilities))
-        st.metric("The model sees", class_names[top], help="The class with the highest probability.")
-        st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
-                    f"{class_names[int(np.argsort(probabilities)[-2])]} "
-                    f"({float(np.sort(probabilities)[-2]):.0%}).")
+        if not np.all(np.isfinite(probabilities)):
+            # A model whose weights blew up answers NaN for everything; "nan% sure" would say nothing.
+            st.warning(NOT_A_NUMBER, icon=":material/warning:")
+            probabilities = None
+        else:
+            top = int(np.argmax(probabilities))
+            st.metric("The model sees", class_names[top], help="The class with the highest probability.")
+            st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
+                        f"{class_names[int(np.argsort(probabilities)[-2])]} "
+                        f"({float(np.sort(probabilities)[-2]):.0%}).")
 
 with result_col:
     if probabilities is not None:

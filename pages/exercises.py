@@ -11,6 +11,7 @@ from ui import classroom, images, loaders
 from ui import state as app_state
 from ui.components import kernel_editor, layer_editor, run_panel, training_controls
 from ui.entry import start_page
+from ui.text import plain
 
 start_page()
 
@@ -97,7 +98,7 @@ else:
             if latest is None:
                 st.caption("Train a model first; the check looks at your latest finished run.")
             else:
-                st.caption(f"Checks your latest run: *{latest.name}*.")
+                st.caption(f"Checks your latest run: {plain(latest.name)}.")
             if st.button("Check", key=f"exercise-{key}-check", disabled=latest is None):
 
                 def as_attempt(run, earlier=()) -> Attempt:

@@ -10,7 +10,7 @@ from ui import state as app_state
 from ui.components import image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
-from ui.text import class_label
+from ui.text import class_label, plain
 
 start_page()
 
@@ -30,7 +30,7 @@ with shown_as_error():
     model = loaders.bundle(name).model
     extractor = loaders.feature_extractor(name)
 if extractor.layer_count == 0:
-    st.warning(f"{name} has no convolution or pooling layers, so it has no feature maps to show.")
+    st.warning(f"{plain(name)} has no convolution or pooling layers, so it has no feature maps to show.")
     st.stop()
 
 def channel_chart(values: np.ndarray, title: str):
@@ -71,7 +71,10 @@ if view == "maps":
         top = int(np.argmax(probabilities))
         seen_col, shapes_col = st.columns([1, 3], gap="large")
         seen_col.image(images.enlarge(picked.image, 168), caption=picked.caption, output_format="PNG")
-        seen_col.markdown(f"Prediction: **{class_names[top]}** ({probabilities[top]:.0%})")
+        if np.all(np.isfinite(probabilities)):
+            seen_col.markdown(f"Prediction: **{class_names[top]}** ({probabilities[top]:.0%})")
+        else:
+            seen_col.warning("This model answers \"not a number\": its training diverged.")
         shapes_col.dataframe(
             [{"layer": m.name, "what it does": m.description,
               "output (height × width × channels)": " × ".join(map(str, m.shape))} for m in layer_maps],
@@ -82,7 +85,7 @@ if view == "maps":
         for layer in layer_maps:
             height, width, total = layer.shape
             shown = min(total, channels)
-            st.markdown(f"**{layer.name}** · {layer.description} · output {height}×{width}×{total}"
+            st.markdown(f"**{plain(layer.name)}** · {plain(layer.description)} · output {height}×{width}×{total}"
                         + (f" (first {shown} channels)" if shown < total else ""))
             st.image(images.mosaic(layer.activations, max_channels=channels, columns=16), output_format="PNG")
 

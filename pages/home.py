@@ -5,6 +5,7 @@ import streamlit as st
 from ui import state as app_state
 from ui.components import model_picker
 from ui.entry import start_page
+from ui.text import plain
 
 start_page()
 
@@ -21,7 +22,7 @@ card = model_picker.card(state.active_model)
 with st.container(border=True):
     st.markdown("**Active model** — the one the Draw, Feature maps and Evaluate pages use")
     name_col, data_col, accuracy_col = st.columns([2, 1, 1], vertical_alignment="center")
-    name_col.subheader(card.name, anchor=False)
+    name_col.subheader(plain(card.name), anchor=False)
     data_col.metric("Dataset", card.dataset_title)
     accuracy_col.metric("Test accuracy", card.accuracy_text)
     st.caption(

@@ -11,6 +11,7 @@ from ui import classroom, errors, loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
 from ui.entry import start_page
+from ui.text import plain
 
 start_page()
 
@@ -50,7 +51,7 @@ def _unlock() -> None:
 
 if state.locked:
     info_col, button_col = st.columns([4, 1], vertical_alignment="center")
-    info_col.info(f"This experiment came from a shared link or an exercise. Fixed: {', '.join(sorted(state.locked))}.")
+    info_col.info(f"This experiment came from a shared link or an exercise. Fixed: {plain(', '.join(sorted(state.locked)))}.")
     button_col.button("Unlock everything", on_click=_unlock, key="train-unlock")
 
 st.subheader("1 · Architecture")

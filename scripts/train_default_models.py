@@ -232,7 +232,7 @@ def save_default(model, experiment: Experiment, metrics: dict, dataset_name: str
         name=name,
         source="default",
     )
-    path = save_bundle(bundle, output)
+    path = save_bundle(bundle, output, shipped=True)
     size = Path(output, f"{name}.keras").stat().st_size
     if size > MAX_FILE_BYTES:
         raise ValueError(f"{name}.keras is {size / 1e6:.1f} MB, above the 5 MB limit; use a smaller model.")

@@ -14,6 +14,7 @@ rerunning keeps the click that started this run.
 
 from __future__ import annotations
 
+import logging
 import runpy
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from ui import layout
 from ui.components import training_status
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+logger = logging.getLogger(__name__)
 
 
 def _keep_keras_state_between_runs() -> None:
@@ -45,6 +47,23 @@ def _keep_keras_state_between_runs() -> None:
 
 
 _keep_keras_state_between_runs()
+
+
+def refuse_bad_settings() -> None:
+    """Serve nothing while the server's settings cannot be read: say which variable, never a traceback.
+
+    `make run` checks them before Streamlit starts (`python -m cnn_core.service.settings`); this
+    covers a server started another way.
+    """
+    from ui import loaders
+
+    try:
+        loaders.settings()
+    except ValueError as error:
+        logger.error("Unusable settings: %s", error)
+        st.error(f"This server is misconfigured: {error} Whoever runs it must fix that and restart it.",
+                 icon=":material/settings_alert:")
+        st.stop()
 
 
 def ensure_navigation() -> None:

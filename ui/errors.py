@@ -14,13 +14,15 @@ from contextlib import contextmanager
 import streamlit as st
 
 from cnn_core.engine.errors import message_for
+from ui import text
 
 logger = logging.getLogger("ui")
 
 
 def message(error: BaseException, what: str = "A page failed") -> str:
     """The text to show for `error` (logging it with a reference unless it is a UserError)."""
-    return message_for(error, logger, what)
+    # Escaped and scrubbed: a user's sentence may quote a file name or model name they chose.
+    return text.message(message_for(error, logger, what))
 
 
 @contextmanager

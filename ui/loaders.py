@@ -40,7 +40,13 @@ def _secrets() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def settings() -> Settings:
-    return load_settings(os.environ, _secrets())
+    """The server's settings, read once; ValueError naming the variable when one cannot be read."""
+    from cnn_core.service import atomic
+
+    loaded = load_settings(os.environ, _secrets())
+    # Saves killed mid-write leave hidden temporary folders; a fresh server removes the old ones.
+    atomic.clean_stale(loaded.models_dir)
+    return loaded
 
 
 @st.cache_resource(show_spinner=False)

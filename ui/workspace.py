@@ -122,12 +122,12 @@ class ModelShelf(Mapping):
     def _saved_files(self) -> list[tuple[Path, dict[str, Any]]]:
         if self.saved_dir is None or not self.saved_dir.is_dir():
             return []
+        from cnn_core.service import persistence
+
         found = []
         for path in sorted(self.saved_dir.glob("*.keras")):
-            try:
-                description = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
+            # The description is inside the .keras file (one file per save, see persistence.save_bundle).
+            description = persistence.read_description(path)
             if isinstance(description, dict):
                 found.append((path, description))
         return found

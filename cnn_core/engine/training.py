@@ -107,6 +107,18 @@ class TrainingResult:
     precision: str = "float32"
 
 
+class TrainingDiverged(UserError):
+    """The loss stopped being a number: the weights blew up and the model is useless."""
+
+
+def diverged_message(loss: float, epoch: int, step: int, learning_rate: float) -> str:
+    return (
+        f"The run diverged: the loss became {loss} at epoch {epoch + 1}, step {step}, so training stopped; "
+        f"lower the learning rate (try {learning_rate / 10:g} instead of {learning_rate:g}) or use a bounded "
+        "activation such as 'relu' with BatchNorm, then train again."
+    )
+
+
 def target_message(target_accuracy: float) -> str:
     """The message of seed 002's callback, e.g. 'Reached 99.8% accuracy so cancelling training!'."""
     return f"Reached {target_accuracy * 100:g}% accuracy so cancelling training!"
@@ -229,6 +241,7 @@ def _forwarding_callback(
             self.best_val_accuracy = -math.inf
             self.best_epoch: int | None = None
             self.best_weights: list | None = None
+            self.diverged_at: tuple[float, int, int] | None = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
@@ -239,6 +252,12 @@ def _forwarding_callback(
             # This runs once per batch: keep it to a few attribute reads. Keras has already turned
             # the logs into Python floats because this callback overrides this method.
             self.steps_done = batch + 1
+            loss = logs["loss"]
+            if not math.isfinite(loss):
+                # Every later step would be NaN too; stop now and let train() say what to change.
+                self.model.stop_training = True
+                self.diverged_at = (loss, self.epoch, batch + 1)
+                return
             if dispatch.listeners:
                 dispatch(BatchEnded(self.epoch, batch + 1, steps_per_epoch, logs["loss"], logs["accuracy"]))
             # Checked after the listeners so a stop requested while they ran takes effect now, not a batch later.
@@ -295,6 +314,8 @@ def train(
     A run that raises (for example out of memory) sends no TrainFinished; the caller sees the error.
     `precision="bfloat16"` trains in mixed bfloat16 (`precision.resolve` says where that pays); the
     returned model is a float32 copy, which is what predicts fastest for one image and saves portably.
+    A run whose loss stops being finite stops at that batch and raises TrainingDiverged saying
+    what to change; its NaN weights are never handed out.
     """
     started = time.perf_counter()
     config = experiment.training
@@ -333,6 +354,8 @@ def train(
         verbose=0,
     )
 
+    if callback.diverged_at is not None:
+        raise TrainingDiverged(diverged_message(*callback.diverged_at, config.learning_rate))
     restored = ""
     if callback.best_weights is not None and callback.best_epoch != callback.history[-1]["epoch"]:
         model.set_weights(callback.best_weights)

@@ -1,10 +1,18 @@
 """Save, load and upload models together with the experiment and metrics that describe them.
 
-A bundle on disk is two files side by side: `<name>.keras` (the Keras model) and `<name>.json`
-(name, source, dataset, experiment, metrics and the SHA-256 of the .keras file). Both are written
-atomically, so a crash mid-save leaves the previous files intact. Everything read back goes
-through Keras' `safe_mode=True`; uploads are checked further before Keras sees them, because
-they come from strangers.
+A bundle saved by name is one file, `<name>.keras`: the Keras model with its description (name,
+source, dataset, experiment, metrics) as an extra zip member that Keras ignores. It is written
+atomically (`atomic.write_atomically`), so a reader — another thread, another process, another
+replica on shared storage — sees the old bundle or the new one, never a model from one save with
+the description of another, and a crash mid-save leaves the previous file intact. The shipped
+defaults in `models/` also have a readable `<name>.json` copy (the Home page reads their metrics
+without loading TensorFlow); older saves that only have that sidecar still load, checked by its
+SHA-256. `models/` is read-only to the app whatever CNN_MODELS_DIR says.
+
+Everything read back goes through Keras' `safe_mode=True`; uploads are checked further before
+Keras sees them, because they come from strangers: the archive's sizes, the config's nesting,
+and the model's parameters, weight bytes, FLOPs per image and layers computed from its config
+(`cnn_core.engine.model_cost`), so a 45 KB file cannot make Keras allocate gigabytes.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ import numpy as np
 from cnn_core.engine import datasets, specs
 from cnn_core.engine.datasets import file_sha256
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.model_cost import ACTIVATIONS, ModelCost, WrongInputShape, json_depth, model_cost
 from cnn_core.engine.models import make_optimizer
 from cnn_core.engine.specs import Experiment, TrainingConfig
+from cnn_core.service import atomic
 
 if TYPE_CHECKING:
     import keras
@@ -61,6 +71,26 @@ ALLOWED_MODULES = (
 )
 FORBIDDEN_CLASSES = ("Lambda", "TFOpLambda")
 FUNCTION_MODULES = ("keras.activations", "keras.losses", "keras.metrics")
+# A Keras config.json is a few KB per layer and nests about 10 deep; these bound what is parsed at all.
+MAX_CONFIG_BYTES = 4_000_000
+MAX_CONFIG_DEPTH = 64
+MAX_MEMBERS = 100
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an uploaded model may cost, checked from its config before Keras builds it.
+
+    The defaults are the local profile's; the app passes the server's settings. FLOPs are per image
+    (a multiply-add counts two): the largest preset needs about 25 MFLOPs, a model 100 times the
+    default's makes Evaluate take minutes of every core.
+    """
+
+    max_params: int = 5_000_000
+    max_mflops: float = 500.0
+    max_layers: int = 64
+    # One image's largest layer output, in values: 2 M float32 = 8 MB, so a batch stays small.
+    max_activation_values: int = 2_000_000
 
 
 @dataclass
@@ -100,6 +130,20 @@ def sanitize_name(name: str) -> str:
     return cleaned
 
 
+def save_name(name: str) -> str:
+    """The file name a save uses, which must be the name typed: "a b" and "a_b" cannot share a file.
+
+    UserError for a name that would change on the way to disk, naming the one to use instead.
+    """
+    cleaned = sanitize_name(name)
+    if cleaned != name.strip():
+        raise UserError(
+            f"Saved models are named with letters, digits, '-' and '_' only; save it as '{cleaned}' instead "
+            "(a different name would share that file with another model)."
+        )
+    return cleaned
+
+
 def _to_builtin(value: Any) -> Any:
     # Metrics often hold NumPy scalars or arrays straight from Keras or evaluation.
     if isinstance(value, np.generic):
@@ -120,50 +164,59 @@ def _description(bundle: ModelBundle) -> dict[str, Any]:
     }
 
 
-def _write_atomically(final: Path, write) -> None:
-    """Call `write(temp_path)` on a temporary file next to `final`, then move it into place.
+def _is_shipped_folder(directory: Path) -> bool:
+    try:
+        return directory.resolve() == MODELS_DIR.resolve()
+    except OSError:
+        return False
 
-    The temporary file lives in a hidden folder in the same directory: the move is then an atomic
-    rename on the same file system, and a half-written file left by a killed process never matches
-    a `*.keras` listing of the directory. Keras insists on the .keras suffix, so the name keeps it.
+
+def _usable_folder(directory: Path) -> None:
+    """Create the models folder if needed; UserError (without server paths) when it cannot be used."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        raise UserError(
+            "The folder for saved models cannot be created (CNN_MODELS_DIR names a file or a place this server "
+            "cannot write); download the model instead, and ask whoever runs the server to fix CNN_MODELS_DIR."
+        ) from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(
+            "The folder for saved models is not writable (see CNN_MODELS_DIR); download the model instead, "
+            "and ask whoever runs the server to fix CNN_MODELS_DIR."
+        )
+
+
+def save_bundle(bundle: ModelBundle, directory: str | Path, *, shipped: bool = False) -> Path:
+    """Write `<name>.keras` (model and description, one file) into `directory`; returns its path.
+
+    `shipped=True` is for `make models` only: it may write into `models/` and adds the readable
+    `<name>.json` copy. Anyone else gets a UserError for `models/`, which holds the shared defaults.
     """
-    with tempfile.TemporaryDirectory(prefix=".saving-", dir=final.parent) as folder:
-        temp = Path(folder) / final.name
-        write(temp)
-        os.replace(temp, final)
-
-
-def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
-    """Write `<name>.keras` and `<name>.json` into `directory`; returns the .keras path."""
     if bundle.source not in SOURCES:
         raise UserError(f"Unknown source {bundle.source!r}; use one of {', '.join(SOURCES)}.")
-    name = sanitize_name(bundle.name)
+    name = save_name(bundle.name)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / f"{name}.keras"
-    json_path = directory / f"{name}.json"
+    if not shipped and _is_shipped_folder(directory):
+        raise UserError(
+            "The shipped models' folder is read-only; save under another folder (set CNN_MODELS_DIR elsewhere)."
+        )
     description = _description(bundle) | {"name": name}
     # Serialise before touching the disk so bad metrics fail without leaving anything behind.
-    json.dumps(description, default=_to_builtin)
-
-    digest: dict[str, str] = {}
+    text = json.dumps(description, default=_to_builtin)
+    _usable_folder(directory)
+    atomic.clean_stale(directory)
+    model_path = directory / f"{name}.keras"
 
     def write_model(temp: Path) -> None:
         bundle.model.save(temp)
-        with temp.open("rb") as handle:
-            # On disk before the rename, so a power cut cannot leave a renamed but empty file.
-            os.fsync(handle.fileno())
-        digest["sha256"] = file_sha256(temp)
+        with zipfile.ZipFile(temp, "a") as archive:
+            archive.writestr(EMBEDDED_JSON, text)
 
-    def write_json(temp: Path) -> None:
-        text = json.dumps(description | {"keras_sha256": digest["sha256"]}, indent=2, default=_to_builtin)
-        with temp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    _write_atomically(model_path, write_model)
-    _write_atomically(json_path, write_json)
+    atomic.write_atomically(model_path, write_model)
+    if shipped:
+        readable = json.dumps(description | {"keras_sha256": file_sha256(model_path)}, indent=2, default=_to_builtin)
+        atomic.write_text(directory / f"{name}.json", readable)
     return model_path
 
 
@@ -177,12 +230,35 @@ def _read_description(json_path: Path) -> dict[str, Any]:
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise UserError(f"{json_path} is missing; a bundle needs its .json next to the .keras file.") from exc
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{json_path} is not valid JSON ({exc.msg}); save the model again.") from exc
+        raise UserError(f"{json_path.name} is missing; a bundle needs its description next to the .keras file.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{json_path.name} is not valid JSON; save the model again.") from exc
     if not isinstance(data, dict):
-        raise UserError(f"{json_path} does not describe a model bundle; save the model again.")
+        raise UserError(f"{json_path.name} does not describe a model bundle; save the model again.")
     return data
+
+
+def _embedded_description(model_path: Path) -> dict[str, Any] | None:
+    """The description saved inside the .keras file, or None for files saved before it was."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            if EMBEDDED_JSON not in archive.namelist():
+                return None
+            data = json.loads(archive.read(EMBEDDED_JSON))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{model_path.name} is damaged; save the model again.") from exc
+    # A downloaded model carries only its experiment and metrics; a saved bundle says what it is.
+    return data if isinstance(data, dict) and "source" in data else None
+
+
+def read_description(path: str | Path) -> dict[str, Any] | None:
+    """What a saved bundle says about itself (name, dataset, metrics…) without loading the model; None if unreadable."""
+    model_path = Path(path).with_suffix(".keras")
+    try:
+        description = _embedded_description(model_path)
+        return description if description is not None else _read_description(model_path.with_suffix(".json"))
+    except (UserError, OSError):
+        return None
 
 
 def _experiment_from(data: Any, where: str) -> Experiment | None:
@@ -195,29 +271,32 @@ def _experiment_from(data: Any, where: str) -> Experiment | None:
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
-    """Load `<name>.keras` and its `<name>.json` (pass either path)."""
+    """Load a saved `<name>.keras` (pass it or its `<name>.json`), with the description inside it."""
     import keras
 
     path = Path(path)
     model_path, json_path = path.with_suffix(".keras"), path.with_suffix(".json")
     if not model_path.exists():
-        raise UserError(f"{model_path} does not exist.")
-    description = _read_description(json_path)
-    expected_sha = description.get("keras_sha256")
-    if expected_sha is not None and file_sha256(model_path) != expected_sha:
-        raise UserError(
-            f"{model_path} does not match {json_path.name} (a save was interrupted or a file was replaced); "
-            "save the model again."
-        )
+        raise UserError(f"The model file {model_path.name} does not exist.")
+    description = _embedded_description(model_path)
+    if description is None:
+        description = _read_description(json_path)
+        expected_sha = description.get("keras_sha256")
+        if expected_sha is not None and file_sha256(model_path) != expected_sha:
+            raise UserError(
+                f"{model_path.name} does not match {json_path.name} (a save was interrupted or a file was replaced); "
+                "save the model again."
+            )
     source = description.get("source", "trained")
     if source not in SOURCES:
-        raise UserError(f"{json_path} has an unknown source {source!r}; use one of {', '.join(SOURCES)}.")
-    experiment = _experiment_from(description.get("experiment"), str(json_path))
+        raise UserError(f"{model_path.name} has an unknown source {source!r}; use one of {', '.join(SOURCES)}.")
+    experiment = _experiment_from(description.get("experiment"), model_path.name)
     try:
         # The optimizer state is not needed to predict or evaluate; a fresh compile below is enough.
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:
-        raise UserError(f"Keras could not load {model_path}: {exc}") from exc
+        logger.warning("Keras could not load %s", model_path, exc_info=True)
+        raise UserError(f"Keras could not load {model_path.name}; save the model again.") from exc
     _compile(model, experiment)
     return ModelBundle(
         model=model,
@@ -234,7 +313,7 @@ def load_default(dataset: str, directory: str | Path = MODELS_DIR) -> ModelBundl
     datasets.check_name(dataset)
     model_path = Path(directory) / f"default_{dataset}.keras"
     if not model_path.exists():
-        raise UserError(f"There is no default model for {dataset} at {model_path}; create it with `make models`.")
+        raise UserError(f"There is no default model for {dataset} in models/; create it with `make models`.")
     bundle = load_bundle(model_path)
     bundle.source = "default"
     return bundle
@@ -258,9 +337,20 @@ def model_to_bytes(
         return path.read_bytes()
 
 
-def _check_config(node: Any) -> None:
-    """Refuse any reference to code outside the Keras modules a plain CNN needs."""
-    if isinstance(node, dict):
+def _check_config(config: Any) -> None:
+    """Refuse any reference to code outside the Keras modules a plain CNN needs.
+
+    Walks with a stack, not recursion: the nesting is bounded before this runs, but a walk must
+    never be what a hostile file can overflow.
+    """
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
         class_name = node.get("class_name")
         module = node.get("module")
         if class_name in FORBIDDEN_CLASSES:
@@ -273,43 +363,96 @@ def _check_config(node: Any) -> None:
                 f"The model refers to {module}.{class_name}, which is not a standard Keras layer; "
                 "rebuild it with standard Keras layers only."
             )
-        if class_name == "function" and module not in FUNCTION_MODULES:
-            raise UserError(f"The model calls the function {node.get('config')!r}, which is not allowed here.")
-        for value in node.values():
-            _check_config(value)
-    elif isinstance(node, list):
-        for value in node:
-            _check_config(value)
+        if class_name == "function":
+            if module not in FUNCTION_MODULES:
+                raise UserError(f"The model calls the function {node.get('config')!r}, which is not allowed here.")
+            if module == "keras.activations" and node.get("config") not in ACTIVATIONS:
+                raise UserError(
+                    f"The model uses keras.activations.{node.get('config')} as an activation, which is not an "
+                    "activation function; use one such as 'relu' or 'softmax'."
+                )
+        stack.extend(node.values())
 
 
-def _check_archive(data: bytes, filename: str, max_bytes: int) -> dict[str, Any] | None:
-    """Check the zip structure and Keras config; return the embedded description if any."""
+def _expected() -> str:
+    return f"input shape {EXPECTED_INPUT_SHAPE} (28×28 grayscale images) and {EXPECTED_CLASSES} softmax outputs"
+
+
+def _check_cost(config: dict, filename: str, limits: UploadLimits) -> ModelCost:
+    """The model's cost from its config, refused above the limits before Keras allocates anything."""
+    try:
+        cost = model_cost(config, EXPECTED_INPUT_SHAPE, max_layers=limits.max_layers)
+    except WrongInputShape as wrong:
+        raise UserError(f"{filename} takes inputs of shape {wrong.shape}; this app expects {_expected()}.") from None
+    if cost.output_shape != (EXPECTED_CLASSES,):
+        raise UserError(f"{filename} outputs shape {cost.output_shape}; this app expects {_expected()}.")
+    if cost.params > limits.max_params:
+        raise UserError(
+            f"{filename} has {cost.params:,} parameters ({cost.weight_bytes / 1e6:,.0f} MB of weights); "
+            f"this server takes models of at most {limits.max_params:,}."
+        )
+    if cost.flops > limits.max_mflops * 1e6:
+        raise UserError(
+            f"{filename} needs {cost.flops / 1e6:,.0f} million operations per image; this server takes models of "
+            f"at most {limits.max_mflops:,.0f} million (use fewer or smaller filters, or pool earlier)."
+        )
+    if cost.largest_activation > limits.max_activation_values:
+        raise UserError(
+            f"{filename} has a layer that outputs {cost.largest_activation:,} values per image; this server takes "
+            f"at most {limits.max_activation_values:,} (use fewer filters, or pool earlier)."
+        )
+    return cost
+
+
+def _check_archive(data: bytes, filename: str, max_bytes: int, limits: UploadLimits) -> dict[str, Any] | None:
+    """Check the zip structure, the Keras config and the model's cost; return the embedded description if any."""
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise UserError(f"{filename} is not a .keras file (it is not a zip archive); save it with model.save('x.keras').")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
-            # A small zip can expand enormously; refuse before anything is decompressed.
-            if len(members) > 100 or sum(m.file_size for m in members) > 5 * max_bytes:
+            # A small zip can expand enormously; refuse before anything is decompressed. Reading a
+            # member never yields more than its declared size (zipfile stops there).
+            if len(members) > MAX_MEMBERS or sum(m.file_size for m in members) > 5 * max_bytes:
                 raise UserError(f"{filename} expands to more than {5 * max_bytes // 1_000_000} MB; upload a smaller model.")
-            names = {m.filename for m in members}
-            if "config.json" not in names:
+            by_name = {m.filename: m for m in members}
+            if "config.json" not in by_name:
                 raise UserError(f"{filename} has no config.json; save the model with model.save('x.keras').")
-            config = json.loads(archive.read("config.json"))
+            for member in ("config.json", EMBEDDED_JSON):
+                if member in by_name and by_name[member].file_size > MAX_CONFIG_BYTES:
+                    raise UserError(f"{filename} has a {member} over {MAX_CONFIG_BYTES // 1_000_000} MB; "
+                                    "save the model with model.save('x.keras').")
+            config = _parse_json(archive.read("config.json"), filename)
             _check_config(config)
+            _check_cost(config, filename, limits)
             embedded = None
-            if EMBEDDED_JSON in names:
+            if EMBEDDED_JSON in by_name:
                 try:
-                    embedded = json.loads(archive.read(EMBEDDED_JSON))
-                except json.JSONDecodeError:
-                    logger.warning("Ignoring the unreadable %s inside %s.", EMBEDDED_JSON, filename)
+                    embedded = _parse_json(archive.read(EMBEDDED_JSON), filename)
+                except UserError:
+                    logger.warning("Ignoring the unreadable %s inside an upload.", EMBEDDED_JSON)
             return embedded if isinstance(embedded, dict) else None
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{filename} is damaged ({exc}); save the model again and re-upload it.") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
+        raise UserError(f"{filename} is damaged ({type(exc).__name__}); save the model again and re-upload it.") from exc
+
+
+def _parse_json(raw: bytes, filename: str) -> Any:
+    """JSON from an upload, with its nesting checked first (Python's parser recurses once per level)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{filename} is damaged (its config is not UTF-8 text); save the model again.") from None
+    if json_depth(text) > MAX_CONFIG_DEPTH:
+        raise UserError(f"{filename} has a config nested more than {MAX_CONFIG_DEPTH} levels deep, which no Keras "
+                        "model needs; save the model with model.save('x.keras').")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{filename} is damaged (its config is not valid JSON); save the model again.") from exc
 
 
 def _check_io(model, filename: str) -> None:
-    expected = f"input shape {EXPECTED_INPUT_SHAPE} (28×28 grayscale images) and {EXPECTED_CLASSES} softmax outputs"
+    expected = _expected()
     inputs, outputs = model.inputs, model.outputs
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"{filename} has {len(inputs)} inputs and {len(outputs)} outputs; this app expects one each: {expected}.")
@@ -325,7 +468,8 @@ def _check_io(model, filename: str) -> None:
     try:
         probabilities = np.asarray(model(probe, training=False))
     except Exception as exc:
-        raise UserError(f"{filename} failed on a test image ({exc}); this app expects {expected}.") from exc
+        logger.info("The upload %s failed on a test image", filename, exc_info=True)
+        raise UserError(f"{filename} failed on a test image ({type(exc).__name__}); this app expects {expected}.") from exc
     if not (
         np.all(np.isfinite(probabilities))
         and np.all(probabilities >= -1e-6)
@@ -390,13 +534,14 @@ def spec_from_model(model) -> specs.ModelSpec | None:
 
 
 def load_upload(
-    data: bytes, filename: str, dataset: str, max_bytes: int = MAX_UPLOAD_BYTES
+    data: bytes, filename: str, dataset: str, max_bytes: int = MAX_UPLOAD_BYTES, limits: UploadLimits | None = None
 ) -> ModelBundle:
     """Check and load a user's .keras upload; ValueError says what is wrong and what is expected.
 
     Refused: other file types, files over `max_bytes`, damaged archives, models referring to
-    code (Lambda layers, custom objects) and models that do not map 28×28×1 images to 10
-    probabilities. The experiment comes from the JSON this app embeds in downloads; failing that
+    code (Lambda layers, custom objects), models that do not map 28×28×1 images to 10
+    probabilities, and models above `limits` (parameters, FLOPs per image, layers), the last
+    two computed from the config before Keras allocates anything. The experiment comes from the JSON this app embeds in downloads; failing that
     it is rebuilt from the layers when they are all ones the spec editor knows, else it is None.
     """
     import keras
@@ -406,7 +551,7 @@ def load_upload(
         raise UserError(f"{filename} is not a .keras file; save your model with model.save('my_model.keras').")
     if len(data) > max_bytes:
         raise UserError(f"{filename} is {len(data) / 1e6:.1f} MB; upload a model of at most {max_bytes / 1e6:.0f} MB.")
-    embedded = _check_archive(data, filename, max_bytes)
+    embedded = _check_archive(data, filename, max_bytes, limits or UploadLimits())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.keras"
         path.write_bytes(data)
@@ -414,8 +559,10 @@ def load_upload(
             # compile=False: the optimizer and loss are not needed to predict and are one less thing to deserialise.
             model = keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:
+            # Keras's text names the server's temporary path and its own internals; the log keeps it.
+            logger.info("Keras could not load the upload %s", filename, exc_info=True)
             raise UserError(
-                f"Keras could not load {filename} safely ({type(exc).__name__}: {exc}); "
+                f"Keras could not load {filename} safely ({type(exc).__name__}); "
                 "upload a model saved with model.save('x.keras') using standard layers only."
             ) from exc
     if not isinstance(model, keras.Model):

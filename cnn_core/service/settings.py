@@ -25,6 +25,11 @@ variable                    meaning                                             
 ``CNN_MAX_PARAMS``          parameters per model                                5000000       1500000
 ``CNN_MAX_UPLOAD_MB``       size of an uploaded ``.keras`` model, MiB           50            10
 ``CNN_MAX_IMAGE_MB``        size of an uploaded image, MiB                      10            5
+``CNN_MAX_UPLOAD_MFLOPS``   millions of operations per image an uploaded        500           100
+                            model may need (computed from its config)
+``CNN_MAX_UPLOAD_LAYERS``   layers an uploaded model may have                   64            64
+``CNN_EVALUATE_BUDGET_S``   seconds Evaluate may spend on a session's own       60            20
+                            model before showing the images done so far
 ``CNN_ABANDON_AFTER_S``     seconds without a heartbeat before a run is         900           60
                             stopped as abandoned
 ``CNN_RESULT_TTL_S``        seconds a finished run's model is kept for its      3600          600
@@ -56,7 +61,9 @@ variable                    meaning                                             
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
-misconfigured server fails at start-up instead of behaving oddly later.
+misconfigured server fails at start-up instead of behaving oddly later: `make run` checks them
+with ``python -m cnn_core.service.settings`` before starting Streamlit, and app.py refuses to
+serve a page with them.
 """
 
 from __future__ import annotations
@@ -93,6 +100,9 @@ class Settings:
     max_params: int = 5_000_000
     max_upload_mb: float = 50.0
     max_image_mb: float = 10.0
+    max_upload_mflops: float = 500.0
+    max_upload_layers: int = 64
+    evaluate_budget_s: float = 60.0
     abandon_after_s: float = 900.0
     result_ttl_s: float = 3600.0
     models_dir: Path = DEFAULT_MODELS_DIR
@@ -148,6 +158,8 @@ def host_profile() -> Settings:
         max_params=1_500_000,
         max_upload_mb=10.0,
         max_image_mb=5.0,
+        max_upload_mflops=100.0,
+        evaluate_budget_s=20.0,
         abandon_after_s=60.0,
         result_ttl_s=600.0,
         job_runner="process",
@@ -258,6 +270,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "max_params": ("CNN_MAX_PARAMS", _int_parser(1_000, 50_000_000)),
     "max_upload_mb": ("CNN_MAX_UPLOAD_MB", _float_parser(0.01, 2048)),
     "max_image_mb": ("CNN_MAX_IMAGE_MB", _float_parser(0.01, 256)),
+    "max_upload_mflops": ("CNN_MAX_UPLOAD_MFLOPS", _float_parser(1, 100_000)),
+    "max_upload_layers": ("CNN_MAX_UPLOAD_LAYERS", _int_parser(2, 1_000)),
+    "evaluate_budget_s": ("CNN_EVALUATE_BUDGET_S", _float_parser(1, 3600)),
     "abandon_after_s": ("CNN_ABANDON_AFTER_S", _float_parser(1, 7 * 24 * 3600)),
     "result_ttl_s": ("CNN_RESULT_TTL_S", _float_parser(1, 7 * 24 * 3600)),
     "models_dir": ("CNN_MODELS_DIR", _parse_path),
@@ -302,3 +317,34 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
         if found is not None:
             overrides[name] = parse(*found)
     return replace(settings, **overrides)
+
+
+def main() -> int:
+    """`python -m cnn_core.service.settings`: check the settings as the server will read them; 2 if unusable."""
+    import sys
+
+    try:
+        settings = load_settings(os.environ, _secrets_file())
+    except ValueError as error:
+        print(f"The server cannot start: {error}", file=sys.stderr)
+        return 2
+    profile = "host" if settings.host_mode else "local"
+    print(f"Settings OK ({profile} profile, {settings.max_concurrent_jobs} runs at once, {settings.job_runner} runner).")
+    return 0
+
+
+def _secrets_file() -> dict[str, Any]:
+    """The values in .streamlit/secrets.toml, read as Streamlit reads them (a missing file is normal)."""
+    import tomllib
+
+    path = REPO_ROOT / ".streamlit" / "secrets.toml"
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f".streamlit/secrets.toml cannot be read ({error}); fix or remove it.") from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

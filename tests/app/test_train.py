@@ -68,11 +68,16 @@ def test_a_small_run_trains_and_becomes_the_active_model(open_page):
     at.text_input(key="train-run-save-name").set_value("my_first_cnn").run()
     at.button(key="train-run-save").click().run()
     saved = Path(os.environ["CNN_MODELS_DIR"]) / "my_first_cnn.keras"
-    assert saved.exists() and saved.with_suffix(".json").exists()
+    # One file: the description is inside it.
+    assert saved.exists() and not saved.with_suffix(".json").exists()
     # The message names the model, not a path on the server.
     saved_messages = [message.value for message in at.success if "Saved as" in message.value]
     assert saved_messages and "my_first_cnn (saved)" in saved_messages[0] and "/" not in saved_messages[0]
     assert "my_first_cnn (saved)" in state.models
+    # "a b" would share that file with "a_b": refused, with the name to use.
+    at.text_input(key="train-run-save-name").set_value("my first cnn").run()
+    at.button(key="train-run-save").click().run()
+    assert any("save it as 'my_first_cnn' instead" in m.value.replace("\\", "") for m in at.error)
 
     # Another visitor's workspace does not see this model; on a local server it sees the saved one.
     other = AppTest.from_file(str(APP), default_timeout=120).run()

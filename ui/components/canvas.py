@@ -6,14 +6,60 @@ so every page goes through `show` and never calls st_canvas directly.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from cnn_core.engine.errors import UserError
+
+logger = logging.getLogger(__name__)
+
 CANVAS_SIZE = 280
 BACKGROUND = "#000000"
 INK = "#FFFFFF"
+# The component sends its pixels as a PNG data URL that its own Python side decodes with no size
+# check; a crafted message can carry a small PNG of 100+ megapixels. A real 280×280 canvas (even
+# at 3× device pixels) is well under these.
+MAX_DATA_URL_CHARS = 4_000_000
+MAX_SCALE = 4
+
+
+class CanvasDataError(UserError):
+    """The canvas value is not a drawing this page can use."""
+
+
+def decode_data_url(data_url: object, size: int = CANVAS_SIZE) -> np.ndarray:
+    """The canvas's `data:image/png;base64,…` value as RGBA pixels, with every size checked first.
+
+    CanvasDataError for anything else: not a data URL, too long, not base64, not an image, or an
+    image larger than the canvas could produce (checked from the PNG header before decoding).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    damaged = "The drawing arrived damaged; clear the canvas and draw again."
+    if not isinstance(data_url, str) or ";base64," not in data_url[:100]:
+        raise CanvasDataError(damaged)
+    if len(data_url) > MAX_DATA_URL_CHARS:
+        raise CanvasDataError("The drawing is far larger than this canvas can make; clear it and draw again.")
+    try:
+        data = base64.b64decode(data_url.split(";base64,", 1)[1], validate=True)
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size  # read from the header; nothing is decoded yet
+            if width > MAX_SCALE * size or height > MAX_SCALE * size:
+                raise CanvasDataError(
+                    f"The drawing is {width}×{height} pixels, far larger than this canvas can make; draw again."
+                )
+            pixels = np.asarray(picture.convert("RGBA"), dtype=np.uint8)
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        if isinstance(error, CanvasDataError):
+            raise
+        raise CanvasDataError(damaged) from None
+    return pixels
 
 
 COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"
@@ -55,30 +101,38 @@ def render(*, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray
     empty it too, but it mounts a new canvas, and a stroke drawn while that one starts up is lost.
     """
     # Imported here: the component registers itself with the running Streamlit server on import.
+    import streamlit as st
     from streamlit_drawable_canvas import st_canvas
 
     _register_trimmed_toolbar()
 
-    result = st_canvas(
-        stroke_width=stroke_width,
-        stroke_color=INK,
-        background_color=BACKGROUND,
-        width=size,
-        height=size,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        # The component redraws itself from `initial_drawing` whenever that changes; the count makes it change.
-        initial_drawing={"objects": [], "clears": clears},
-        key=key,
-    )
-    image = result.image_data
-    if image is None:
+    try:
+        result = st_canvas(
+            stroke_width=stroke_width,
+            stroke_color=INK,
+            background_color=BACKGROUND,
+            width=size,
+            height=size,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            # The component redraws itself from `initial_drawing` whenever that changes; the count makes it change.
+            initial_drawing={"objects": [], "clears": clears},
+            key=key,
+        )
+        # The data URL itself, not `result.image_data`, which decodes it without any check (0.13.0).
+        data_url = result._image_data_url
+    except (AttributeError, KeyError, TypeError) as error:
+        # The browser sends the component's value; a malformed one is the sender's problem, not a crash.
+        logger.info("Ignoring a malformed canvas value: %r", error)
+        st.warning("The drawing arrived damaged; clear the canvas and draw again.")
         return None
-    image = np.asarray(image, dtype=np.uint8)
-    if image.ndim == 3 and image.shape[2] == 3:
-        # An opaque PNG may come without an alpha channel; the preprocessing expects RGBA.
-        image = np.dstack([image, np.full(image.shape[:2], 255, dtype=np.uint8)])
-    return image
+    if data_url is None:
+        return None
+    try:
+        return decode_data_url(data_url, size)
+    except CanvasDataError as error:
+        st.warning(str(error))
+        return None
 
 
 def show(*, key: str, stroke_width: int = 18, size: int = CANVAS_SIZE, clears: int = 0) -> np.ndarray | None:

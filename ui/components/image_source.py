@@ -12,7 +12,7 @@ from cnn_core.engine import preprocess
 from cnn_core.engine.errors import UserError
 from ui import errors, loaders
 from ui import state as app_state
-from ui.text import class_label
+from ui.text import class_label, plain
 
 TEST_IMAGE = "A test image"
 DRAWING = "My last drawing"
@@ -26,28 +26,58 @@ class PickedImage:
     label: int | None = None  # the true class, when the image comes from the dataset
 
 
+# Decoding costs about 4 bytes a pixel before any resizing: 16 Mpx is 64 MB, a 121 Mpx PNG of 470 KB
+# would be 4.6 GB. The count comes from the file's header, before anything is decoded.
+MAX_PIXELS = 16_000_000
+# Everything is cropped and scaled to 20 px in the end; a photo this size keeps every detail that survives.
+WORKING_SIDE = 1024
+
+
 def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
-    """An uploaded PNG/JPEG as a (28, 28) MNIST-style image; ValueError saying what to change."""
+    """An uploaded PNG/JPEG as a (28, 28) MNIST-style image; UserError saying what to change."""
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > max_bytes:
         raise UserError(f"The picture is {megabytes(len(data))}; upload one of at most {megabytes(max_bytes)}.")
     try:
-        with Image.open(io.BytesIO(data)) as picture:
-            pixels = np.asarray(picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P") else
-                                picture.convert("RGB"))
-    except Image.DecompressionBombError:
-        raise UserError("That picture has too many pixels; upload a smaller photo (a few megapixels at "
-                        "most).") from None
-    except (UnidentifiedImageError, OSError):
-        # PIL's own message names a Python object ("<_io.BytesIO object at 0x…>"): say it in words.
-        raise UserError("That file is not a picture this app can read, or it is damaged; upload a PNG or JPEG "
-                        "photo.") from None
+        with Image.open(io.BytesIO(data)) as picture:  # lazy: only the header is read here
+            width, height = picture.size
+            if width * height > MAX_PIXELS:
+                raise UserError(
+                    f"The picture is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                    f"upload one of at most {MAX_PIXELS // 1_000_000} megapixels."
+                )
+            # JPEG can decode straight to a smaller size; PNG decodes whole and is shrunk after.
+            picture.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+            picture = picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P", "PA") else picture.convert("RGB")
+            picture.thumbnail((WORKING_SIDE, WORKING_SIDE))
+            pixels = np.asarray(picture)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+        if isinstance(error, UserError):
+            raise
+        # PIL's text names a Python object (<_io.BytesIO object at 0x…>); the type says enough.
+        raise UserError(f"Could not read that file as a picture ({type(error).__name__}); "
+                        "upload a PNG or JPEG.") from None
     image = preprocess.image_to_mnist(pixels)
     if image is None:
         raise UserError("The picture looks blank; upload one with a clear dark object on a light background "
-                         "(or light on dark).")
+                        "(or light on dark).")
     return image
+
+
+def decoded_upload(key: str, upload, max_bytes: int) -> np.ndarray:
+    """`decode_upload` once per uploaded file: reruns (every slider move) reuse the result or the error."""
+    cache_key = f"{key}-decoded"
+    cached = st.session_state.get(cache_key)
+    if cached is None or cached[0] != upload.file_id:
+        try:
+            cached = (upload.file_id, decode_upload(upload.getvalue(), max_bytes), None)
+        except UserError as error:
+            cached = (upload.file_id, None, str(error))
+        st.session_state[cache_key] = cached
+    if cached[2] is not None:
+        raise UserError(cached[2])
+    return cached[1]
 
 
 def megabytes(count: int) -> str:
@@ -71,11 +101,11 @@ def photo_upload(key: str, *, what: str = "one object") -> PickedImage | None:
                    "to 28×28 like the MNIST images.")
         return None
     try:
-        image = decode_upload(upload.getvalue(), limit)
+        image = decoded_upload(key, upload, limit)
     except Exception as error:
         st.error(errors.message(error))
         return None
-    return PickedImage(image, f"Your picture ({upload.name})")
+    return PickedImage(image, f"Your picture ({plain(upload.name)})")
 
 
 def dataset_image(key: str, dataset_name: str) -> PickedImage:

@@ -9,6 +9,7 @@ import streamlit as st
 from cnn_core.engine import registry
 from ui import errors, loaders
 from ui import state as app_state
+from ui.text import message as error_text
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,13 @@ def _upload(key: str) -> None:
     upload = st.session_state.get(f"{key}-upload-file")
     if upload is None:
         return
+    settings = loaders.settings()
+    limits = persistence.UploadLimits(max_params=settings.max_params, max_mflops=settings.max_upload_mflops,
+                                      max_layers=settings.max_upload_layers)
     try:
         bundle = persistence.load_upload(
             upload.getvalue(), upload.name, st.session_state[f"{key}-upload-dataset"],
-            max_bytes=loaders.settings().max_upload_bytes,
+            max_bytes=settings.max_upload_bytes, limits=limits,
         )
     except Exception as error:
         st.session_state[f"{key}-upload-message"] = errors.message(error)
@@ -129,7 +133,7 @@ def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> 
             st.toast(deleted)
         message = st.session_state.pop(f"{key}-upload-message", None)
         if message:
-            st.error(f"That model could not be used: {message}")
+            st.error(f"That model could not be used: {error_text(message)}")
     if dataset is None:
         state.active_model = name
     return name

@@ -16,6 +16,8 @@ from cnn_core.engine.specs import Experiment
 from ui import errors, loaders, training_session, workspace
 from ui import state as app_state
 from ui.components import live_training
+from ui.text import message as error_text
+from ui.text import plain
 
 
 def _file_stem(name: str) -> str:
@@ -53,7 +55,7 @@ def _save(name: str, key: str) -> None:
         st.session_state[f"{key}-save-message"] = ("error", errors.message(error))
         return
     st.session_state[f"{key}-save-message"] = (
-        "success", f"Saved as “{saved}”: pick it in the model picker of any page, today or later.")
+        "success", f"Saved as “{plain(saved)}”: pick it in the model picker of any page, today or later.")
 
 
 def show_result(key: str) -> None:
@@ -63,14 +65,14 @@ def show_result(key: str) -> None:
     if job is None:
         return
     if job.state == "failed":
-        st.error(job.error or "Training failed.")
+        st.error(error_text(job.error) if job.error else "Training failed.")
         return
     if job.state == "abandoned":
-        st.warning(job.error or "The run was stopped because nobody was watching it.")
+        st.warning(error_text(job.error) if job.error else "The run was stopped because nobody was watching it.")
         return
     name = state.runs[-1].name if state.runs and state.runs[-1].name in state.models else None
     if state.last_result_message:
-        st.success(state.last_result_message)
+        st.success(plain(state.last_result_message))
     snapshot = job.progress.snapshot()
     if snapshot.precision == "bfloat16":
         st.caption(
@@ -84,7 +86,7 @@ def show_result(key: str) -> None:
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])
         return
-    st.markdown(f"The model is now your **active model**: *{name}*. Try it on the Draw or Evaluate page.")
+    st.markdown(f"The model is now your **active model**: {plain(name)}. Try it on the Draw or Evaluate page.")
     download_col, save_col = st.columns(2)
     with download_col:
         from cnn_core.service import persistence
@@ -117,5 +119,5 @@ def show(key: str, experiment: Experiment | None) -> None:
     )
     error = st.session_state.pop("run-panel-error", None)
     if error:
-        st.error(error)
+        st.error(error_text(error))
     show_result(key)

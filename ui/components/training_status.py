@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui import state as app_state
 from ui import training_session
+from ui.text import plain
 
 REFRESH_S = 2
 
@@ -46,4 +47,4 @@ def show() -> None:
     # Runs at the top of the page, so everything below already sees the new active model.
     name = training_session.collect(state, job)
     if name is not None:
-        st.toast(f"Training ended: **{name}** is now your active model.", icon=":material/check_circle:")
+        st.toast(f"Training ended: {plain(name)} is now your active model.", icon=":material/check_circle:")

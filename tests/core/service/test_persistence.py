@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cnn_core.engine import specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model
 from cnn_core.engine.specs import (
     BatchNorm,
@@ -40,7 +41,7 @@ def predict(model) -> np.ndarray:
 @pytest.fixture
 def bundle() -> ModelBundle:
     model = build_model(SPEC, EXPERIMENT.training)
-    return ModelBundle(model, EXPERIMENT, {"test_accuracy": np.float32(0.875), "epochs": 3}, "My model 1!", "trained")
+    return ModelBundle(model, EXPERIMENT, {"test_accuracy": np.float32(0.875), "epochs": 3}, "My_model-1", "trained")
 
 
 def keras_bytes(model) -> bytes:
@@ -48,26 +49,37 @@ def keras_bytes(model) -> bytes:
     return model_to_bytes(model)
 
 
+def embedded(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read(persistence.EMBEDDED_JSON))
+
+
 def test_round_trip_gives_identical_predictions(bundle, tmp_path):
     path = save_bundle(bundle, tmp_path)
-    assert path == tmp_path / "My_model_1.keras"
-    assert (tmp_path / "My_model_1.json").exists()
+    assert path == tmp_path / "My_model-1.keras"
+    # One file: the description travels inside the .keras, so no reader can pair it with another save.
+    assert [p.name for p in tmp_path.iterdir()] == ["My_model-1.keras"]
     loaded = load_bundle(path)
     assert np.array_equal(predict(loaded.model), predict(bundle.model))
     assert loaded.experiment == EXPERIMENT
     assert loaded.metrics == {"test_accuracy": 0.875, "epochs": 3}
-    assert loaded.name == "My_model_1" and loaded.source == "trained"
+    assert loaded.name == "My_model-1" and loaded.source == "trained"
     assert loaded.dataset == "fashion_mnist"
-    # Either file of the pair names the bundle.
-    assert load_bundle(tmp_path / "My_model_1.json").name == "My_model_1"
+    assert load_bundle(tmp_path / "My_model-1.json").name == "My_model-1"
 
 
-def test_saved_description_is_plain_json(bundle, tmp_path):
-    save_bundle(bundle, tmp_path)
-    description = json.loads((tmp_path / "My_model_1.json").read_text())
+def test_saved_description_is_plain_json_inside_the_file(bundle, tmp_path):
+    description = embedded(save_bundle(bundle, tmp_path))
     assert description["source"] == "trained" and description["dataset"] == "fashion_mnist"
     assert description["experiment"]["training"]["seed"] == 5
-    assert len(description["keras_sha256"]) == 64
+
+
+def test_shipped_defaults_also_get_a_readable_copy(bundle, tmp_path):
+    bundle.name = "default_fashion_mnist"
+    path = save_bundle(bundle, tmp_path, shipped=True)
+    description = json.loads((tmp_path / "default_fashion_mnist.json").read_text())
+    assert description["metrics"]["epochs"] == 3 and len(description["keras_sha256"]) == 64
+    assert description["keras_sha256"] == persistence.file_sha256(path)
 
 
 @pytest.mark.parametrize("name", ["", "   ", "../evil", "a/b", "a\\b", ".hidden", "..", "!!!"])
@@ -76,6 +88,39 @@ def test_bad_names_are_refused(bundle, tmp_path, name):
     with pytest.raises(ValueError, match="name"):
         save_bundle(bundle, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_names_that_would_share_a_file_are_refused(bundle, tmp_path):
+    bundle.name = "a_b"
+    save_bundle(bundle, tmp_path)
+    before = (tmp_path / "a_b.keras").read_bytes()
+    for other in ("a b", "a-b!", "a  b"):
+        bundle.name = other
+        with pytest.raises(UserError, match="save it as 'a_b'") if other != "a-b!" else pytest.raises(
+                UserError, match="save it as 'a-b'"):
+            save_bundle(bundle, tmp_path)
+    assert (tmp_path / "a_b.keras").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a_b.keras"]
+
+
+def test_the_shipped_models_folder_is_read_only(bundle, monkeypatch, tmp_path):
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    monkeypatch.setattr(persistence, "MODELS_DIR", shipped)
+    bundle.name = "default_mnist"
+    for directory in (shipped, tmp_path / "models" / ".." / "models"):
+        with pytest.raises(UserError, match="read-only"):
+            save_bundle(bundle, directory)
+    assert list(shipped.iterdir()) == []
+
+
+def test_an_unusable_models_folder_is_a_clear_message(bundle, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    for directory in (not_a_folder, not_a_folder / "below"):
+        with pytest.raises(UserError, match="CNN_MODELS_DIR") as caught:
+            save_bundle(bundle, directory)
+        assert str(tmp_path) not in str(caught.value)
 
 
 def test_unknown_source_and_unserialisable_metrics_write_nothing(bundle, tmp_path):
@@ -89,7 +134,7 @@ def test_unknown_source_and_unserialisable_metrics_write_nothing(bundle, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_crash_while_writing_the_model_keeps_the_old_files(bundle, tmp_path, monkeypatch):
+def test_crash_while_writing_the_model_keeps_the_old_file(bundle, tmp_path, monkeypatch):
     path = save_bundle(bundle, tmp_path)
     before = predict(bundle.model)
     old_bytes = path.read_bytes()
@@ -103,40 +148,50 @@ def test_crash_while_writing_the_model_keeps_the_old_files(bundle, tmp_path, mon
 
     monkeypatch.setattr(newer, "save", crashing_save)
     with pytest.raises(OSError, match="disk full"):
-        save_bundle(ModelBundle(newer, EXPERIMENT, {}, "My model 1!", "trained"), tmp_path)
+        save_bundle(ModelBundle(newer, EXPERIMENT, {}, "My_model-1", "trained"), tmp_path)
 
     assert path.read_bytes() == old_bytes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["My_model_1.json", "My_model_1.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["My_model-1.keras"]
     assert np.array_equal(predict(load_bundle(path).model), before)
 
 
-def test_crash_between_model_and_description_is_detected(bundle, tmp_path, monkeypatch):
-    path = save_bundle(bundle, tmp_path)
-    real_replace = persistence.os.replace
+def test_stale_leftovers_of_a_killed_save_are_cleaned_by_the_next_save(bundle, tmp_path):
+    import os
 
-    def replace_but_not_json(source, target):
-        if str(target).endswith(".json"):
-            raise OSError("power cut")
-        real_replace(source, target)
+    leftover = tmp_path / ".saving-dead"
+    leftover.mkdir()
+    (leftover / "My_model-1.keras").write_bytes(b"PK half")
+    os.utime(leftover, (1, 1))
+    save_bundle(bundle, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["My_model-1.keras"]
 
-    monkeypatch.setattr(persistence.os, "replace", replace_but_not_json)
-    with pytest.raises(OSError, match="power cut"):
-        save_bundle(ModelBundle(build_model(SPEC, TrainingConfig(seed=99)), EXPERIMENT, {}, "My model 1!"), tmp_path)
-    monkeypatch.undo()
-    # The old description no longer matches the new model file, and loading says so instead of mixing them.
-    with pytest.raises(ValueError, match="does not match"):
+
+def legacy_pair(bundle, tmp_path):
+    """A bundle as saved before the description moved inside: .keras plus a .json with its SHA-256."""
+    path = tmp_path / "old.keras"
+    bundle.model.save(path)
+    description = persistence._description(bundle) | {"name": "old", "keras_sha256": persistence.file_sha256(path)}
+    (tmp_path / "old.json").write_text(json.dumps(description, default=persistence._to_builtin))
+    return path
+
+
+def test_older_two_file_bundles_still_load_and_a_mismatch_is_detected(bundle, tmp_path):
+    path = legacy_pair(bundle, tmp_path)
+    assert load_bundle(path).experiment == EXPERIMENT
+    build_model(SPEC, TrainingConfig(seed=99)).save(path)
+    with pytest.raises(UserError, match="does not match") as caught:
         load_bundle(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["My_model_1.json", "My_model_1.keras"]
+    assert str(tmp_path) not in str(caught.value)
 
 
 def test_load_bundle_errors(tmp_path, bundle):
     with pytest.raises(ValueError, match="does not exist"):
         load_bundle(tmp_path / "missing.keras")
-    path = save_bundle(bundle, tmp_path)
-    (tmp_path / "My_model_1.json").write_text("{broken")
+    path = legacy_pair(bundle, tmp_path)
+    (tmp_path / "old.json").write_text("{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_bundle(path)
-    (tmp_path / "My_model_1.json").unlink()
+    (tmp_path / "old.json").unlink()
     with pytest.raises(ValueError, match="missing"):
         load_bundle(path)
 
@@ -335,3 +390,47 @@ def test_the_shipped_models_predict_in_float32():
         model = persistence.load_default(name).model
         assert precision.model_precision(model) == "float32"
         assert Predictor(model).predict(np.zeros((28, 28), np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize(("attack", "fragment"), [
+    ("Dense of 650,000 units", "516,750,010 parameters"),
+    ("Conv2D 12000×12000 kernel", "144,007,851 parameters"),
+    ("three Conv2D 64×11×11 (under the parameter cap)", "million operations per image"),
+    ("300 Conv2D layers", "more than 64 layers"),
+    ("config.json nested 100,000 deep", "nested more than 64 levels"),
+    ("activation keras.activations.serialize", "not an activation function"),
+    ("build_config asking for a bigger layer", "built for inputs of shape"),
+    ("zip bomb (300 MB of zeros)", "expands to more than"),
+])
+def test_hostile_uploads_are_refused_before_keras_builds_anything(attack, fragment, monkeypatch):
+    import keras
+
+    from bench.hostile_inputs import hostile_models
+
+    def keras_must_not_run(*args, **kwargs):
+        raise AssertionError("Keras was asked to build a hostile model")
+
+    monkeypatch.setattr(keras.models, "load_model", keras_must_not_run)
+    limits = persistence.UploadLimits(max_params=1_500_000, max_mflops=100, max_layers=64)
+    with pytest.raises(UserError, match=fragment):
+        load_upload(hostile_models()[attack], "hostile.keras", "mnist", limits=limits)
+
+
+def test_the_serialize_activation_inside_a_real_model_is_a_message(bundle):
+    def serialize_as_activation(config):
+        config["config"]["layers"][-1]["config"]["activation"] = {
+            "module": "keras.activations", "class_name": "function", "config": "serialize",
+            "registered_name": "function",
+        }
+
+    with pytest.raises(UserError, match="not an activation function"):
+        load_upload(rewrite_config(keras_bytes(bundle.model), serialize_as_activation), "s.keras", "mnist")
+
+
+def test_a_model_within_the_limits_still_loads_and_a_damaged_one_names_no_server_path(bundle):
+    limits = persistence.UploadLimits(max_params=7_000, max_mflops=1, max_layers=8)
+    assert load_upload(keras_bytes(bundle.model), "ok.keras", "mnist", limits=limits).model.count_params() == 6_826
+    with pytest.raises(UserError, match="at most 6,000") as caught:
+        load_upload(keras_bytes(bundle.model), "ok.keras", "mnist",
+                    limits=persistence.UploadLimits(max_params=6_000))
+    assert "/" not in str(caught.value)

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -67,6 +70,9 @@ def test_environment_overrides_each_field():
         "CNN_WORKSPACE_TTL_DAYS": "3",
         "CNN_LINK_SECRET": "a-long-enough-secret",
         "CNN_BF16": "OFF",
+        "CNN_MAX_UPLOAD_MFLOPS": "40",
+        "CNN_MAX_UPLOAD_LAYERS": "12",
+        "CNN_EVALUATE_BUDGET_S": "9",
     }
     loaded = load_settings(env=env)
     assert loaded == Settings(
@@ -88,6 +94,9 @@ def test_environment_overrides_each_field():
         workspace_ttl_days=3.0,
         link_secret="a-long-enough-secret",
         bf16="off",
+        max_upload_mflops=40.0,
+        max_upload_layers=12,
+        evaluate_budget_s=9.0,
     )
     assert loaded.max_upload_bytes == int(2.5 * 1024 * 1024)
 
@@ -161,3 +170,18 @@ def test_the_bf16_setting_decides_the_training_precision(monkeypatch):
     assert load_settings(env={"CNN_BF16": "on"}).training_precision == "bfloat16"
     with pytest.raises(ValueError, match="bf16 must be one of auto, on, off"):
         Settings(bf16="yes please")
+
+
+def run_check(env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CNN_")}
+    return subprocess.run([sys.executable, "-m", "cnn_core.service.settings"], cwd=REPO_ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("CNN_MAX_JOBS", "abc"), ("CNN_MAX_EPOCHS", "-3"),
+                                                  ("CNN_MAX_UPLOAD_MFLOPS", "-1"), ("CNN_HOST_MODE", "maybe")])
+def test_the_start_up_check_stops_on_a_bad_value_and_names_it(variable, value):
+    checked = run_check({variable: value})
+    assert checked.returncode == 2
+    assert variable in checked.stderr and "Traceback" not in checked.stderr
+    assert run_check({}).returncode == 0
