@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from cnn_core.engine.errors import message_for
+from cnn_core.engine.errors import UserError, message_for
 from ui import text
 
 logger = logging.getLogger("ui")
@@ -21,8 +21,9 @@ logger = logging.getLogger("ui")
 
 def message(error: BaseException, what: str = "A page failed") -> str:
     """The text to show for `error` (logging it with a reference unless it is a UserError)."""
-    # Escaped and scrubbed: a user's sentence may quote a file name or model name they chose.
-    return text.message(message_for(error, logger, what))
+    shown = message_for(error, logger, what)
+    # A user's sentence may quote a file or model name they chose: escaped and scrubbed. The apology is ours.
+    return text.message(shown) if isinstance(error, UserError) else shown
 
 
 @contextmanager
