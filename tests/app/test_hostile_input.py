@@ -132,6 +132,7 @@ def test_the_draw_page_survives_a_crafted_canvas_message(monkeypatch, component_
 
     # The real package registers itself with a running server on import; AppTest has none.
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", types.SimpleNamespace(st_canvas=crafted_canvas))
+    monkeypatch.setattr(canvas, "_register_trimmed_toolbar", lambda: None)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     at.switch_page("pages/draw.py").run()
     assert not at.exception
