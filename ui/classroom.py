@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from cnn_core.service.classes import Classroom, FolderClassStore, Participant
+from cnn_core.service.classes import Classroom, ClassStore, Participant, make_class_store
 from ui import loaders
 
 if TYPE_CHECKING:
@@ -25,9 +25,8 @@ KEY_PARAM = "key"
 
 
 @st.cache_resource(show_spinner=False)
-def store() -> FolderClassStore:
-    settings = loaders.settings()
-    return FolderClassStore(settings.classes_dir, ttl_s=settings.class_ttl_h * 3600)
+def store() -> ClassStore:
+    return make_class_store(loaders.settings())
 
 
 def my_class(state: AppState) -> Classroom | None:

@@ -12,8 +12,8 @@ the current run, best result per exercise), so 40 participants writing at once n
 one file; the class file itself is written by the instructor (hand-outs) only. Every write
 replaces a whole file atomically (`service.atomic`).
 
-`FolderClassStore` is the embedded store: a folder on the server (point `CNN_CLASSES_DIR` at
-shared storage when several replicas serve one workshop).
+`FolderClassStore` is the embedded store: a folder on the server. With `CNN_REDIS_URL` set,
+`RedisClassStore` keeps the same records in Redis, so every replica of a workshop sees one class.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import re
 import secrets
 import time
@@ -131,62 +132,88 @@ class Participant:
         return cls(**json.loads(text))
 
 
-class FolderClassStore:
-    """Classes in a folder: `<class_id>/class.json`, `<class_id>/members/<member>.json`, `codes/`, `members/`."""
+class ClassStore:
+    """What a class store does; subclasses keep the records (a folder, Redis), this holds the rules.
 
-    def __init__(self, root: str | Path, ttl_s: float = DEFAULT_TTL_S):
-        self.root = Path(root)
-        self.ttl_s = ttl_s
+    A subclass provides whole-record reads and writes: the class, its join code, each participant,
+    and which class a member belongs to. Every write replaces one record, so concurrent writers of
+    different records never race, and one participant's record is only written by their session.
+    """
+
+    ttl_s: float = DEFAULT_TTL_S
+
+    # -- records a subclass keeps -------------------------------------------------------------
+
+    def _write_class(self, room: Classroom) -> None:
+        raise NotImplementedError
+
+    def _read_class(self, class_id: str) -> Classroom | None:
+        raise NotImplementedError
+
+    def _write_code(self, code: str, class_id: str) -> bool:
+        """Claim `code` for the class; False when another class already has it."""
+        raise NotImplementedError
+
+    def _read_code(self, code: str) -> str | None:
+        raise NotImplementedError
+
+    def _write_member(self, class_id: str, participant: Participant) -> None:
+        raise NotImplementedError
+
+    def _read_member(self, class_id: str, member_id: str) -> Participant | None:
+        raise NotImplementedError
+
+    def _delete_member(self, class_id: str, member_id: str) -> None:
+        raise NotImplementedError
+
+    def _members(self, class_id: str) -> list[Participant]:
+        raise NotImplementedError
+
+    def _member_count(self, class_id: str) -> int:
+        raise NotImplementedError
+
+    def _write_membership(self, member_id: str, class_id: str | None) -> None:
+        raise NotImplementedError
+
+    def _read_membership(self, member_id: str) -> str | None:
+        raise NotImplementedError
+
+    def remove_expired(self) -> int:
+        return 0
 
     # -- classes -----------------------------------------------------------------------------
-
-    def _folder(self, class_id: str) -> Path:
-        return self.root / _check_id(class_id, "class link")
 
     def create(self, title: str = "Workshop") -> tuple[Classroom, str]:
         """A new class and its instructor key (shown once; only its hash is kept)."""
         title = clean_text(title, TITLE_MAX, "class name")
-        (self.root / "codes").mkdir(parents=True, exist_ok=True)
         self.remove_expired()
+        key = secrets.token_urlsafe(24)
+        now = time.time()
+        class_id = secrets.token_urlsafe(16)
         for _ in range(20):
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-            if not (self.root / "codes" / code).exists():
+            if self._write_code(code, class_id):
                 break
         else:  # pragma: no cover - 31**6 codes; only reachable with thousands of live classes
             raise RuntimeError("No free join code.")
-        key = secrets.token_urlsafe(24)
-        now = time.time()
-        room = Classroom(
-            class_id=secrets.token_urlsafe(16), title=title, code=code, created=now, expires=now + self.ttl_s,
-            key_hash=_hash(key),
-        )
-        folder = self._folder(room.class_id)
-        (folder / "members").mkdir(parents=True)
-        atomic.write_text(folder / "class.json", room.to_json())
-        atomic.write_text(self.root / "codes" / code, room.class_id)
+        room = Classroom(class_id=class_id, title=title, code=code, created=now, expires=now + self.ttl_s,
+                         key_hash=_hash(key))
+        self._write_class(room)
         return room, key
 
     def get(self, class_id: str) -> Classroom | None:
         """The class, or None when it does not exist or has expired."""
-        try:
-            path = self._folder(class_id) / "class.json"
-        except UserError:
+        if not isinstance(class_id, str) or not _ID.match(class_id):
             return None
-        try:
-            room = Classroom.from_json(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
-        return None if room.expired else room
+        room = self._read_class(class_id)
+        return None if room is None or room.expired else room
 
     def by_code(self, code: str) -> Classroom | None:
         code = normalise_code(code)
         if len(code) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in code):
             return None
-        try:
-            class_id = (self.root / "codes" / code).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return self.get(class_id)
+        class_id = self._read_code(code)
+        return None if class_id is None else self.get(class_id)
 
     def is_instructor(self, class_id: str, key: str | None) -> bool:
         room = self.get(class_id)
@@ -196,9 +223,8 @@ class FolderClassStore:
         """Hand an exercise or experiment to everyone in the class (instructor only); None takes it back."""
         if not self.is_instructor(class_id, key):
             raise UserError("Only the instructor's link can hand out exercises.")
-        room = self.get(class_id)
-        updated = Classroom(**{**asdict(room), "handout": handout})
-        atomic.write_text(self._folder(class_id) / "class.json", updated.to_json())
+        updated = Classroom(**{**asdict(self.get(class_id)), "handout": handout})
+        self._write_class(updated)
         return updated
 
     # -- participants ------------------------------------------------------------------------
@@ -210,54 +236,44 @@ class FolderClassStore:
             raise UserError("No open class has that code; check the code on the board (six letters and digits).")
         member_id = _check_id(member_id, "workspace")
         nickname = clean_text(nickname, NICKNAME_MAX, "nickname")
-        members = self._folder(room.class_id) / "members"
         existing = self.participant(room.class_id, member_id)
-        if existing is None and sum(1 for _ in members.glob("*.json")) >= MAX_PARTICIPANTS:
+        if existing is None and self._member_count(room.class_id) >= MAX_PARTICIPANTS:
             raise UserError(f"This class is full ({MAX_PARTICIPANTS} participants); ask the instructor.")
         participant = existing or Participant(member_id=member_id, nickname=nickname, joined=time.time())
         participant.nickname = nickname
         self.save(room.class_id, participant)
-        (self.root / "members").mkdir(parents=True, exist_ok=True)
-        atomic.write_text(self.root / "members" / member_id, room.class_id)
+        self._write_membership(member_id, room.class_id)
         return room, participant
 
     def class_of(self, member_id: str) -> Classroom | None:
         """The open class a workspace belongs to, if any."""
-        try:
-            _check_id(member_id, "workspace")
-            class_id = (self.root / "members" / member_id).read_text(encoding="utf-8").strip()
-        except (UserError, FileNotFoundError):
+        if not isinstance(member_id, str) or not _ID.match(member_id):
             return None
-        room = self.get(class_id)
-        return room if room is not None and self.participant(class_id, member_id) is not None else None
+        class_id = self._read_membership(member_id)
+        room = None if class_id is None else self.get(class_id)
+        return room if room is not None and self.participant(room.class_id, member_id) is not None else None
 
     def leave(self, member_id: str) -> None:
         room = self.class_of(member_id)
         if room is not None:
-            (self._folder(room.class_id) / "members" / f"{member_id}.json").unlink(missing_ok=True)
-        (self.root / "members" / member_id).unlink(missing_ok=True)
+            self._delete_member(room.class_id, member_id)
+        if isinstance(member_id, str) and _ID.match(member_id):
+            self._write_membership(member_id, None)
 
     def participant(self, class_id: str, member_id: str) -> Participant | None:
-        try:
-            path = self._folder(class_id) / "members" / f"{_check_id(member_id, 'workspace')}.json"
-            return Participant.from_json(path.read_text(encoding="utf-8"))
-        except (UserError, FileNotFoundError, ValueError, TypeError):
+        if not (isinstance(member_id, str) and _ID.match(member_id) and isinstance(class_id, str)
+                and _ID.match(class_id)):
             return None
+        return self._read_member(class_id, member_id)
 
     def save(self, class_id: str, participant: Participant) -> None:
         participant.updated = time.time()
-        path = self._folder(class_id) / "members" / f"{_check_id(participant.member_id, 'workspace')}.json"
-        atomic.write_text(path, participant.to_json())
+        _check_id(participant.member_id, "workspace")
+        self._write_member(_check_id(class_id, "class link"), participant)
 
     def participants(self, class_id: str) -> list[Participant]:
         """Everyone in the class, in the order they joined."""
-        found = []
-        for path in (self._folder(class_id) / "members").glob("*.json"):
-            try:
-                found.append(Participant.from_json(path.read_text(encoding="utf-8")))
-            except (FileNotFoundError, ValueError, TypeError):
-                continue
-        return sorted(found, key=lambda p: p.joined)
+        return sorted(self._members(_check_id(class_id, "class link")), key=lambda p: p.joined)
 
     def record_run(self, member_id: str, run: dict[str, Any], history: Sequence[dict] | None = None) -> None:
         """Note a participant's current run (state, epoch…) when it changed; a no-op outside a class."""
@@ -287,6 +303,86 @@ class FolderClassStore:
             participant.best[exercise_key] = entry
         self.save(room.class_id, participant)
 
+
+class FolderClassStore(ClassStore):
+    """Classes in a folder: `<class_id>/class.json`, `<class_id>/members/<member>.json`, `codes/`, `members/`."""
+
+    def __init__(self, root: str | Path, ttl_s: float = DEFAULT_TTL_S):
+        self.root = Path(root)
+        self.ttl_s = ttl_s
+
+    def _folder(self, class_id: str) -> Path:
+        return self.root / _check_id(class_id, "class link")
+
+    def _write_class(self, room: Classroom) -> None:
+        folder = self._folder(room.class_id)
+        (folder / "members").mkdir(parents=True, exist_ok=True)
+        atomic.write_text(folder / "class.json", room.to_json())
+
+    def _read_class(self, class_id: str) -> Classroom | None:
+        try:
+            return Classroom.from_json((self._folder(class_id) / "class.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _write_code(self, code: str, class_id: str) -> bool:
+        codes = self.root / "codes"
+        codes.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two classes created at once never get the same code.
+            with open(codes / code, "x", encoding="utf-8") as handle:
+                handle.write(class_id)
+        except FileExistsError:
+            return False
+        return True
+
+    def _read_code(self, code: str) -> str | None:
+        try:
+            return (self.root / "codes" / code).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _member_path(self, class_id: str, member_id: str) -> Path:
+        return self._folder(class_id) / "members" / f"{_check_id(member_id, 'workspace')}.json"
+
+    def _write_member(self, class_id: str, participant: Participant) -> None:
+        atomic.write_text(self._member_path(class_id, participant.member_id), participant.to_json())
+
+    def _read_member(self, class_id: str, member_id: str) -> Participant | None:
+        try:
+            return Participant.from_json(self._member_path(class_id, member_id).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _delete_member(self, class_id: str, member_id: str) -> None:
+        self._member_path(class_id, member_id).unlink(missing_ok=True)
+
+    def _members(self, class_id: str) -> list[Participant]:
+        found = []
+        for path in (self._folder(class_id) / "members").glob("*.json"):
+            try:
+                found.append(Participant.from_json(path.read_text(encoding="utf-8")))
+            except (FileNotFoundError, ValueError, TypeError):
+                continue
+        return found
+
+    def _member_count(self, class_id: str) -> int:
+        return sum(1 for _ in (self._folder(class_id) / "members").glob("*.json"))
+
+    def _write_membership(self, member_id: str, class_id: str | None) -> None:
+        path = self.root / "members" / _check_id(member_id, "workspace")
+        if class_id is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, class_id)
+
+    def _read_membership(self, member_id: str) -> str | None:
+        try:
+            return (self.root / "members" / member_id).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
     def remove_expired(self) -> int:
         """Delete expired classes with their records and codes; returns how many went."""
         import shutil
@@ -306,6 +402,99 @@ class FolderClassStore:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         return removed
+
+
+class RedisClassStore(ClassStore):
+    """Classes in Redis, for replicas that share one Redis: every key expires with its class.
+
+    `cnn:class:<id>` the class (JSON), `cnn:class:<id>:members` a hash of participants (one field
+    each, so writers never race), `cnn:class-code:<code>` and `cnn:class-member:<member>` the
+    look-ups (SET NX claims a code).
+    """
+
+    PREFIX = "cnn:class"
+
+    def __init__(self, connection, ttl_s: float = DEFAULT_TTL_S):
+        self.redis = connection
+        self.ttl_s = ttl_s
+
+    def _ttl(self, room: Classroom | None = None) -> int:
+        remaining = (room.expires - time.time()) if room is not None else self.ttl_s
+        return max(1, int(math.ceil(remaining)))
+
+    def _class_ttl(self, class_id: str) -> int:
+        seconds = self.redis.ttl(f"{self.PREFIX}:{class_id}")
+        return seconds if isinstance(seconds, int) and seconds > 0 else self._ttl()
+
+    def _write_class(self, room: Classroom) -> None:
+        self.redis.set(f"{self.PREFIX}:{room.class_id}", room.to_json(), ex=self._ttl(room))
+
+    def _read_class(self, class_id: str) -> Classroom | None:
+        data = self.redis.get(f"{self.PREFIX}:{class_id}")
+        try:
+            return None if data is None else Classroom.from_json(data)
+        except (ValueError, TypeError):
+            return None
+
+    def _write_code(self, code: str, class_id: str) -> bool:
+        return bool(self.redis.set(f"{self.PREFIX}-code:{code}", class_id, nx=True, ex=self._ttl()))
+
+    def _read_code(self, code: str) -> str | None:
+        value = self.redis.get(f"{self.PREFIX}-code:{code}")
+        return None if value is None else value.decode()
+
+    def _members_key(self, class_id: str) -> str:
+        return f"{self.PREFIX}:{class_id}:members"
+
+    def _write_member(self, class_id: str, participant: Participant) -> None:
+        key = self._members_key(class_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, participant.member_id, participant.to_json())
+        pipe.expire(key, self._class_ttl(class_id))
+        pipe.execute()
+
+    def _read_member(self, class_id: str, member_id: str) -> Participant | None:
+        data = self.redis.hget(self._members_key(class_id), member_id)
+        try:
+            return None if data is None else Participant.from_json(data)
+        except (ValueError, TypeError):
+            return None
+
+    def _delete_member(self, class_id: str, member_id: str) -> None:
+        self.redis.hdel(self._members_key(class_id), member_id)
+
+    def _members(self, class_id: str) -> list[Participant]:
+        found = []
+        for data in self.redis.hvals(self._members_key(class_id)):
+            try:
+                found.append(Participant.from_json(data))
+            except (ValueError, TypeError):
+                continue
+        return found
+
+    def _member_count(self, class_id: str) -> int:
+        return int(self.redis.hlen(self._members_key(class_id)))
+
+    def _write_membership(self, member_id: str, class_id: str | None) -> None:
+        key = f"{self.PREFIX}-member:{member_id}"
+        if class_id is None:
+            self.redis.delete(key)
+        else:
+            self.redis.set(key, class_id, ex=self._class_ttl(class_id))
+
+    def _read_membership(self, member_id: str) -> str | None:
+        value = self.redis.get(f"{self.PREFIX}-member:{member_id}")
+        return None if value is None else value.decode()
+
+
+def make_class_store(settings) -> ClassStore:
+    """Redis when `CNN_REDIS_URL` is set (replicas share the class), else a folder."""
+    ttl_s = settings.class_ttl_h * 3600
+    if getattr(settings, "redis_url", None):
+        from cnn_core.service.redis_queue import connect
+
+        return RedisClassStore(connect(settings.redis_url), ttl_s=ttl_s)
+    return FolderClassStore(settings.classes_dir, ttl_s=ttl_s)
 
 
 def _rank(entry: dict[str, Any]) -> tuple[float, float, float]:

@@ -12,6 +12,7 @@ from cnn_core.service.classes import (
     CODE_ALPHABET,
     NICKNAME_MAX,
     FolderClassStore,
+    RedisClassStore,
     Handout,
     clean_text,
     leaderboard,
@@ -23,16 +24,23 @@ def member() -> str:
     return secrets.token_urlsafe(16)
 
 
-@pytest.fixture
-def store(tmp_path):
-    return FolderClassStore(tmp_path / "classes")
+@pytest.fixture(params=["folder", "redis"])
+def store(request, tmp_path):
+    """Every contract test runs on both stores."""
+    if request.param == "folder":
+        return FolderClassStore(tmp_path / "classes")
+    from cnn_core.service.redis_queue import connect
+
+    connection = connect(request.getfixturevalue("redis_url"))
+    connection.flushdb()
+    return RedisClassStore(connection)
 
 
 def test_create_gives_a_code_and_a_key_not_derived_from_it(store):
     room, key = store.create("Tuesday CNNs")
     assert len(room.code) == 6 and set(room.code) <= set(CODE_ALPHABET)
     assert len(key) >= 32 and room.code not in key and room.class_id not in key
-    assert key not in (store.root / room.class_id / "class.json").read_text()  # only its hash is kept
+    assert key not in room.to_json()  # only its hash is kept
     assert store.is_instructor(room.class_id, key)
     assert not store.is_instructor(room.class_id, room.code)
     assert not store.is_instructor(room.class_id, "")
@@ -145,3 +153,28 @@ def test_forty_participants_join_at_once(store):
     assert errors == []
     people = store.participants(room.class_id)
     assert len(people) == 40 and all(p.run == {"state": "queued"} for p in people)
+
+
+def test_redis_keys_expire_with_the_class(redis_url):
+    from cnn_core.service.redis_queue import connect
+
+    connection = connect(redis_url)
+    store = RedisClassStore(connection, ttl_s=60)
+    room, _ = store.create("W")
+    member_id = member()
+    store.join(room.code, member_id, "Ada")
+    keys = [f"cnn:class:{room.class_id}", f"cnn:class:{room.class_id}:members", f"cnn:class-code:{room.code}",
+            f"cnn:class-member:{member_id}"]
+    ttls = [connection.ttl(key) for key in keys]
+    assert all(0 < ttl <= 60 for ttl in ttls), ttls
+
+
+def test_two_replicas_see_one_class(redis_url):
+    from cnn_core.service.redis_queue import connect
+
+    a, b = RedisClassStore(connect(redis_url)), RedisClassStore(connect(redis_url))
+    room, key = a.create("Shared")
+    member_id = member()
+    b.join(room.code, member_id, "Bo")
+    assert [p.nickname for p in a.participants(room.class_id)] == ["Bo"]
+    assert b.is_instructor(room.class_id, key)
