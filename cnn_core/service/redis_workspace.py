@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from cnn_core.service.redis_queue import ServiceUnavailable, _redis_errors, _text
+from cnn_core.service.redis_queue import UNAVAILABLE, ServiceUnavailable, _redis_errors, _text
 from cnn_core.service.workspace import KINDS, WorkspaceFull, WorkspaceStore, check_id, check_name
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 PREFIX = "cnn:ws:"
 TOUCHED = PREFIX + "touched"
-UNAVAILABLE = "The workspace service is unavailable right now (it may be restarting); try again in a moment."
 
 # KEYS: kind hash, bytes counter, touched zset; ARGV: name, data, max bytes, workspace id.
 # Returns -1 when the put fits (and was done), else the bytes in use.

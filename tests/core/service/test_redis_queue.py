@@ -232,3 +232,26 @@ def test_redis_down_says_unavailable_and_recovers_by_itself():
         assert not job.service_unavailable
         fresh = queue.submit(_experiment(), owner="ivy")
         assert fresh.queue_position == 1
+
+
+def test_a_running_run_whose_owner_is_gone_is_stopped(redis_url, workers):
+    queue = _queue(redis_url, abandon_after_s=2.0)
+    job = queue.submit(_long("left"), owner="kim")
+    _wait_for_batches(job)
+    _wait(job, timeout=60, heartbeat=False)  # the tab is closed: no more heartbeats
+    assert job.state == "abandoned" and "closed" in job.error
+    assert job.take_result() is None
+    assert queue.active_job("kim") is None
+
+
+def test_a_worker_is_replaced_after_max_jobs_runs(redis_url):
+    url = redis_url.replace("/0", "/4")
+    with supervised_workers(url, 1, max_jobs=1):
+        queue = _queue(url)
+        pids = []
+        for name in ("first", "second"):
+            job = queue.submit(_experiment(name), owner="lee")
+            _wait(job, timeout=120)
+            assert job.state == "finished", job.error
+            pids.append(queue.redis.hget(run_key(job.id), "worker").decode().rsplit(":", 1)[1])
+        assert pids[0] != pids[1]
