@@ -62,10 +62,11 @@ def pick(infos, outputs: Sequence[np.ndarray | None], class_names: Sequence[str]
     chart_key = f"explain-map-{index}-{int(channel)}"
     _take_click(st.session_state.get(chart_key), row_key, col_key, f"{chart_key}-seen")
     selected = (int(st.session_state.get(row_key, height // 2)), int(st.session_state.get(col_key, width // 2)))
-    with map_col:
+    with map_col, st.container(key="explain-map"):
         cell_px = max(6, MAP_PX // max(height, width))
-        spec = explain_conv.grid_spec(values, title=f"{info.name}, channel {int(channel)}: click a cell",
-                                      numbers=max(height, width) <= 9, cell_px=cell_px, selectable=True,
+        # The title is a caption outside the chart: inside, it would squeeze the cells out of square.
+        st.caption(f"{info.name}, channel {int(channel)}: click a cell")
+        spec = explain_conv.grid_spec(values, numbers=max(height, width) <= 9, cell_px=cell_px, selectable=True,
                                       selected=selected, decimals=2)
         st.vega_lite_chart(spec, width="content", key=chart_key, on_select="rerun", selection_mode="cell")
     with pick_col:
