@@ -11,7 +11,6 @@ from ui import classroom, errors, loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
 from ui.entry import start_page
-from ui.text import plain
 
 start_page()
 
@@ -25,17 +24,30 @@ st.caption(
 )
 classroom.handout_banner(state, "train")
 
-# A shared link carries an experiment in the query parameters; read it once per session.
+
+def _open_link(params: dict) -> None:
+    """Load a shared link; ValueError when its signature does not hold (edited by hand) or it is broken."""
+    experiment, locked = sharing.from_query_params(params, secret=loaders.link_secret())
+    state.load_experiment(experiment, locked)
+    state.exercise_key = None
+    # A lock must hold on a reload of any page, so the workspace keeps the signed link.
+    state.remember_link(sharing.link_params(params) if locked else None)
+
+
+# A shared link carries an experiment in the query parameters; read it once per session. Without
+# one (a reload elsewhere, a page link), the workspace's last locked link is reapplied.
 if not state.query_loaded:
     state.query_loaded = True
+    remembered = state.remembered_link()
     if sharing.has_shared_experiment(st.query_params):
         try:
-            experiment, locked = sharing.from_query_params(st.query_params.to_dict())
+            _open_link(st.query_params.to_dict())
         except Exception as error:
             st.error(f"The shared link could not be loaded: {errors.message(error)}")
-        else:
-            state.load_experiment(experiment, locked)
-            state.exercise_key = None
+            if remembered:
+                _open_link(remembered)
+    elif remembered:
+        _open_link(remembered)
 
 
 def _load_preset() -> None:
@@ -44,15 +56,21 @@ def _load_preset() -> None:
     state.load_experiment(preset.experiment, state.locked)
 
 
-def _unlock() -> None:
-    state.locked = frozenset()
-    st.query_params.clear()
+def _leave_exercise() -> None:
+    state.exercise_key = None
+    state.load_experiment(presets.get(app_state.STARTING_PRESET).experiment)
 
 
 if state.locked:
-    info_col, button_col = st.columns([4, 1], vertical_alignment="center")
-    info_col.info(f"This experiment came from a shared link or an exercise. Fixed: {plain(', '.join(sorted(state.locked)))}.")
-    button_col.button("Unlock everything", on_click=_unlock, key="train-unlock")
+    # A lock belongs to whoever made the link or the exercise: nothing here unlocks it.
+    fixed = ", ".join(sharing.lock_labels(state.locked))
+    if state.exercise_key is not None and state.remembered_link() is None:
+        info_col, button_col = st.columns([4, 1], vertical_alignment="center")
+        info_col.info(f"This setup comes from an exercise, which fixes: {fixed}.")
+        button_col.button("Leave the exercise", on_click=_leave_exercise, key="train-leave-exercise",
+                          help="Start again from the first preset, with nothing fixed.")
+    else:
+        st.info(f"This experiment comes from a workshop link; whoever shared it fixed: {fixed}.")
 
 st.subheader("1 · Architecture")
 preset_col, load_col, name_col = st.columns([3, 1, 2], vertical_alignment="bottom")
@@ -88,9 +106,24 @@ run_panel.show("train-run", experiment)
 
 if experiment is not None:
     with st.expander("Share this experiment as a link"):
-        locked = st.multiselect(
-            "Fix these fields for whoever opens the link", sharing.LOCKABLE_FIELDS, key="train-share-lock",
-            help="Useful in a workshop: everyone starts from the same model and can only change the rest.",
-        )
+        # The address's own parameters (the workspace id above all) never go into a shared link.
         base = st.context.url.split("?")[0] if st.context.url else ""
-        st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, locked))}", language=None, wrap_lines=True)
+        secret = loaders.link_secret()
+        if state.locked:
+            # A participant passes on what they were given, locks included; only its author changes them.
+            locked = state.locked
+            st.caption(f"Fixed by whoever shared it: {', '.join(sharing.lock_labels(locked))}.")
+        else:
+            locked = st.multiselect(
+                "Fix these fields for whoever opens the link", sharing.LOCKABLE_FIELDS, key="train-share-lock",
+                format_func=sharing.LOCK_LABELS.get,
+                help="Useful in a workshop: everyone starts from the same model and can only change the rest.",
+            )
+        st.markdown("**Link for participants**" if locked else "**Link**")
+        st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, locked, secret=secret))}",
+                language=None, wrap_lines=True)
+        if locked and not state.locked:
+            st.markdown("**Your own link** (the same experiment, nothing fixed; keep it to change the setup)")
+            st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, secret=secret))}",
+                    language=None, wrap_lines=True)
+        st.caption("Links are signed by this server: a link edited by hand does not open.")

@@ -5,6 +5,12 @@ the link. The config travels as one ``cfg`` parameter: compact JSON, zlib-compre
 base64 without padding (a seed preset becomes about 300 characters). Locked field names travel
 as a comma list in ``lock``.
 
+A lock is the instructor's, so a link carries ``sig``: HMAC-SHA256 over ``cfg`` and ``lock``
+with the server's secret (`CNN_LINK_SECRET`, or a key generated once and kept next to the
+workspaces; see `cnn_core.service.workspace.link_secret`). The app opens only links whose
+signature holds: removing or editing ``lock`` (or ``cfg``) by hand makes the link refuse to load
+instead of unlocking it. The instructor keeps an unlocked link of their own (signed with no lock).
+
 Links come from strangers, so decoding treats every byte as hostile: sizes are capped before and
 after decompression, and anything that is not a valid experiment raises ValueError with a
 sentence a learner can act on; no other exception escapes.
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import zlib
 from collections.abc import Iterable, Mapping
@@ -26,6 +34,7 @@ from cnn_core.engine.specs import Experiment, ModelSpec, TrainingConfig
 FORMAT_VERSION = 1
 CONFIG_PARAM = "cfg"
 LOCK_PARAM = "lock"
+SIGNATURE_PARAM = "sig"
 # Fields a link (or an exercise) can freeze; "layers" freezes the whole architecture.
 LOCKABLE_FIELDS = (
     "layers",
@@ -38,7 +47,22 @@ LOCKABLE_FIELDS = (
     "validation_split",
     "train_subset",
     "target_accuracy",
+    "restore_best",
 )
+# What the Train page's form calls each lockable field, so lock lists speak the form's language.
+LOCK_LABELS = {
+    "layers": "Layers (the whole architecture)",
+    "dataset": "Dataset",
+    "optimizer": "Optimizer",
+    "learning_rate": "Learning rate",
+    "lr_schedule": "Learning-rate schedule",
+    "batch_size": "Batch size",
+    "epochs": "Epochs",
+    "validation_split": "Validation split",
+    "train_subset": "Train on a subset",
+    "target_accuracy": "Stop at a target accuracy",
+    "restore_best": "Keep the best validation epoch",
+}
 # Browsers and proxies cope with URLs of a few thousand characters; a real config is far smaller.
 MAX_ENCODED_CHARS = 6_000
 MAX_DECODED_BYTES = 32 * 1024
@@ -53,8 +77,40 @@ def _check_locked(locked: Iterable[str]) -> frozenset[str]:
     return names
 
 
-def to_query_params(experiment: Experiment, locked: Iterable[str] = ()) -> dict[str, str]:
-    """The query parameters that describe `experiment` with `locked` fields frozen."""
+def lock_labels(locked: Iterable[str]) -> list[str]:
+    """The form labels of locked fields, in the form's order."""
+    return [LOCK_LABELS[name] for name in LOCKABLE_FIELDS if name in set(locked)]
+
+
+def _signature(cfg: str, lock: str, secret: bytes) -> str:
+    message = b"cnn-link-v1\0" + cfg.encode("utf-8") + b"\0" + lock.encode("utf-8")
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_signature(params: Mapping[str, Any], secret: bytes) -> None:
+    cfg = _single_value(params, CONFIG_PARAM) or ""
+    lock = _single_value(params, LOCK_PARAM) or ""
+    signature = _single_value(params, SIGNATURE_PARAM)
+    if not signature:
+        raise UserError(
+            "This link has no signature, so its settings and locks cannot be trusted; ask whoever shared it "
+            "for the link again."
+        )
+    if not hmac.compare_digest(signature.encode("ascii", "replace"), _signature(cfg, lock, secret).encode("ascii")):
+        raise UserError(
+            "This link was changed after it was made (or was made by another server); ask whoever shared it "
+            "for the link again."
+        )
+
+
+def to_query_params(
+    experiment: Experiment, locked: Iterable[str] = (), *, secret: bytes | None = None
+) -> dict[str, str]:
+    """The query parameters that describe `experiment` with `locked` fields frozen, signed with `secret`.
+
+    The app always passes its secret; without one the link carries no ``sig`` and the app refuses it.
+    """
     if not isinstance(experiment, Experiment):
         raise UserError("Only an Experiment (a model spec with its training config) can be shared.")
     names = _check_locked(locked)
@@ -65,6 +121,8 @@ def to_query_params(experiment: Experiment, locked: Iterable[str] = ()) -> dict[
     if names:
         # Keep the order of LOCKABLE_FIELDS so the same lock set always gives the same link.
         params[LOCK_PARAM] = ",".join(name for name in LOCKABLE_FIELDS if name in names)
+    if secret is not None:
+        params[SIGNATURE_PARAM] = _signature(params[CONFIG_PARAM], params.get(LOCK_PARAM, ""), secret)
     return params
 
 
@@ -154,20 +212,36 @@ def _locked_from_text(text: str | None) -> frozenset[str]:
     return _check_locked(names)
 
 
-def from_query_params(params: Mapping[str, Any]) -> tuple[Experiment, frozenset[str]]:
+def from_query_params(
+    params: Mapping[str, Any], *, secret: bytes | None = None
+) -> tuple[Experiment, frozenset[str]]:
     """The experiment and locked field names a link describes; ValueError for anything else.
 
     Accepts any mapping of parameter names to strings (Streamlit's ``st.query_params`` or a
-    dict); parameters other than ``cfg`` and ``lock`` are ignored.
+    dict); parameters other than ``cfg``, ``lock`` and ``sig`` are ignored. With `secret` (as the
+    app always calls it) the signature is checked first, so a link edited by hand is refused before
+    anything in it is decoded; None checks only what the link says, for tests of the decoder.
     """
     if not isinstance(params, Mapping):
         raise UserError("Expected the link's query parameters as a mapping of names to text.")
+    if secret is not None:
+        _check_signature(params, secret)
     encoded = _single_value(params, CONFIG_PARAM)
     if encoded is None:
         raise UserError(f"The link has no '{CONFIG_PARAM}' parameter, so there is no experiment to load.")
     locked = _locked_from_text(_single_value(params, LOCK_PARAM))
     experiment = _experiment_from_payload(_decode_payload(encoded))
     return experiment, locked
+
+
+def link_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Only the parameters that make up a shared link (what to remember of it), as plain text."""
+    found = {}
+    for key in (CONFIG_PARAM, LOCK_PARAM, SIGNATURE_PARAM):
+        value = _single_value(params, key)
+        if value is not None:
+            found[key] = value
+    return found
 
 
 def has_shared_experiment(params: Mapping[str, Any]) -> bool:

@@ -8,12 +8,19 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+from cnn_core.service.settings import load_settings
+from cnn_core.service.workspace import link_secret
 from cnn_core.workshop import sharing
 from tests.app.conftest import APP, run_until, texts
 from ui.text import plain
 
 # A run this small trains in a few seconds on two shared CPU cores.
 SMALL_SUBSET = 600
+
+
+def signed_link(experiment: Experiment, locked=()) -> dict[str, str]:
+    """A link as the app makes it: signed with the server's key (the same folder as the app under test)."""
+    return sharing.to_query_params(experiment, locked, secret=link_secret(load_settings()))
 
 
 def app_state(at: AppTest):
@@ -133,7 +140,7 @@ def test_a_shared_link_loads_with_locked_fields_disabled(fake_canvas):
         ModelSpec((Flatten(), Dense(32), Dense(10, "softmax")), name="shared_dense"),
         TrainingConfig(dataset="fashion_mnist", epochs=2, batch_size=32),
     )
-    params = sharing.to_query_params(experiment, locked={"layers", "dataset"})
+    params = signed_link(experiment, locked={"layers", "dataset"})
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.query_params.update(params)
     at.run()
@@ -146,6 +153,52 @@ def test_a_shared_link_loads_with_locked_fields_disabled(fake_canvas):
     assert at.selectbox(key=settings_key(at, "dataset")).value == "fashion_mnist"
     assert not at.selectbox(key=settings_key(at, "optimizer")).disabled
     assert at.button(key="train-load").disabled
+    # The participant's view names the locks as the form does and offers no way to lift them.
+    assert any("fixed: Layers (the whole architecture), Dataset." in info.value for info in at.info)
+    assert [button for button in at.button if "nlock" in button.label] == []
+
+
+def test_a_link_edited_by_hand_does_not_open(fake_canvas):
+    experiment = Experiment(ModelSpec((Flatten(), Dense(24), Dense(10, "softmax")), name="tampered"),
+                            TrainingConfig(epochs=2))
+    params = signed_link(experiment, locked={"layers", "epochs"})
+    for tampered in ({k: v for k, v in params.items() if k != "lock"}, {**params, "lock": "epochs"},
+                     {k: v for k, v in params.items() if k != "sig"}, sharing.to_query_params(experiment)):
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.query_params.update(tampered)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception
+        assert any("could not be loaded" in error.value for error in at.error)
+        assert app_state(at).layers != experiment.model.layers and app_state(at).locked == frozenset()
+
+
+def test_a_link_restores_exact_rates_and_batch_sizes_and_locks_restore_best(fake_canvas):
+    experiment = Experiment(
+        ModelSpec((Flatten(), Dense(10, "softmax")), name="exact"),
+        TrainingConfig(learning_rate=0.002, batch_size=100, validation_split=0.1, restore_best=True),
+    )
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params.update(signed_link(experiment, locked={"restore_best"}))
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.select_slider(key=settings_key(at, "lr")).value == 0.002
+    assert at.select_slider(key=settings_key(at, "batch")).value == 100
+    assert at.checkbox(key=settings_key(at, "restore")).disabled
+    assert app_state(at).editor_training == experiment.training
+
+
+def test_lock_options_use_the_form_labels(open_page, fake_canvas):
+    at = open_page("train")
+    lock = at.multiselect(key="train-share-lock")
+    # AppTest gives the options as the page shows them.
+    labels = set(lock.options)
+    assert "Learning rate" in labels and "learning_rate" not in labels
+    assert labels == set(sharing.LOCK_LABELS.values())
+    widget_labels = {w.label for w in [*at.selectbox, *at.select_slider, *at.number_input, *at.checkbox, *at.slider]}
+    # Every lock label but the architecture's is the label of a control on the page.
+    assert set(sharing.LOCK_LABELS.values()) - {sharing.LOCK_LABELS["layers"]} <= widget_labels
 
 
 def test_a_broken_link_shows_an_error_not_a_traceback(fake_canvas):
@@ -186,7 +239,7 @@ def test_the_schedule_control_writes_the_config_and_honours_a_lock(open_page, fa
         TrainingConfig(learning_rate=0.01, lr_schedule="cosine"),
     )
     linked = AppTest.from_file(str(APP), default_timeout=120)
-    linked.query_params.update(sharing.to_query_params(experiment, locked={"lr_schedule"}))
+    linked.query_params.update(signed_link(experiment, locked={"lr_schedule"}))
     linked.run()
     linked.switch_page("pages/train.py").run()
     schedule = linked.selectbox(key=settings_key(linked, "schedule"))

@@ -25,8 +25,20 @@ SCHEDULE_LABELS = {
 }
 
 
-def _nearest_rate(value: float) -> float:
-    return min(LEARNING_RATES, key=lambda rate: abs(rate - value))
+BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+
+
+def _stops(key: str, options: tuple, value) -> tuple:
+    """The slider's usual stops plus `value`, so a preset's or a shared link's exact value is kept, not snapped.
+
+    Fixed once per widget key (a new config brings a new key): stops that followed every move
+    would make a new widget on each change.
+    """
+    stops_key = f"{key}-stops"
+    if stops_key not in st.session_state:
+        st.session_state[stops_key] = tuple(sorted({*options, value}))
+    stops = st.session_state[stops_key]
+    return stops if value in stops else tuple(sorted({*stops, value}))
 
 
 def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) -> TrainingConfig | None:
@@ -50,7 +62,8 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         help="adam adapts the step size per weight and is the usual first choice.",
     )
     learning_rate = left.select_slider(
-        "Learning rate", LEARNING_RATES, _nearest_rate(current.learning_rate), key=f"{prefix}-lr",
+        "Learning rate", _stops(f"{prefix}-lr", LEARNING_RATES, float(current.learning_rate)), float(current.learning_rate),
+        key=f"{prefix}-lr",
         format_func=lambda rate: f"{rate:g}", disabled=is_locked("learning_rate"),
         help="How big each weight update is. Too high: the loss jumps around. Too low: it barely moves.",
     )
@@ -66,8 +79,8 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         disabled=is_locked("epochs"), help=f"Passes over the training images (at most {settings.max_epochs} here).",
     )
     batch_size = middle.select_slider(
-        "Batch size", (16, 32, 64, 128, 256, 512), current.batch_size if current.batch_size in
-        (16, 32, 64, 128, 256, 512) else 64, key=f"{prefix}-batch", disabled=is_locked("batch_size"),
+        "Batch size", _stops(f"{prefix}-batch", BATCH_SIZES, int(current.batch_size)), int(current.batch_size),
+        key=f"{prefix}-batch", disabled=is_locked("batch_size"),
         help="Images per weight update.",
     )
     validation_split = middle.slider(

@@ -22,6 +22,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 SERVER_START_S = 90
+# The key the test servers sign shared links with, so a test can make a link the app accepts.
+LINK_SECRET = "browser-tests-" + os.urandom(8).hex()
 CANVAS_SIZE = 280
 
 
@@ -56,7 +58,7 @@ def serve_app(extra_env: dict[str, str] | None = None) -> Iterator[RunningApp]:
     port = free_port()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CNN_MODELS_DIR=tempfile.mkdtemp(prefix="cnn-browser-"),
                CNN_WORKSPACES_DIR=tempfile.mkdtemp(prefix="cnn-browser-workspaces-"),
-               CNN_CLASSES_DIR=tempfile.mkdtemp(prefix="cnn-classes-"))
+               CNN_CLASSES_DIR=tempfile.mkdtemp(prefix="cnn-classes-"), CNN_LINK_SECRET=LINK_SECRET)
     env.update(extra_env or {})
     log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
     started = time.perf_counter()

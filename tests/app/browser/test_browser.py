@@ -12,7 +12,7 @@ from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, Trainin
 from cnn_core.service import persistence
 from cnn_core.workshop import sharing
 from tests.app.browser.conftest import screenshot
-from tests.app.browser.harness import draw_stroke, wait_until_idle
+from tests.app.browser.harness import LINK_SECRET, draw_stroke, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -29,13 +29,14 @@ def test_a_shared_link_opened_first_on_a_fresh_server_gets_the_full_app(page):
         ModelSpec((Flatten(), Dense(32), Dense(10, "softmax")), name="shared_dense"),
         TrainingConfig(dataset="fashion_mnist", epochs=2),
     )
-    page.goto(f"/train?{urlencode(sharing.to_query_params(experiment, locked={'layers'}))}")
+    link = sharing.to_query_params(experiment, locked={"layers"}, secret=LINK_SECRET.encode())
+    page.goto(f"/train?{urlencode(link)}")
     wait_until_idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     for section in ("Start", "See", "Train", "Explore", "Workshop"):
         assert sidebar.get_by_text(section, exact=True).count() == 1
     assert page.get_by_text("1 · Flatten").count() == 1
-    assert page.get_by_text("Fixed: layers").count() == 1
+    assert page.get_by_text("fixed: Layers (the whole architecture)").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
 
 

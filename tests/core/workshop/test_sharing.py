@@ -137,3 +137,50 @@ def test_a_changed_preset_gives_a_different_link():
     experiment = presets.get("dense_baseline").experiment
     changed = replace(experiment, training=replace(experiment.training, epochs=4))
     assert to_query_params(experiment) != to_query_params(changed)
+
+
+SECRET = b"a server secret for the tests"
+
+
+def test_a_signed_link_opens_and_any_edit_of_it_is_refused():
+    experiment = presets.get("dense_baseline").experiment
+    params = to_query_params(experiment, locked={"layers", "learning_rate"}, secret=SECRET)
+    assert set(params) == {"cfg", "lock", "sig"}
+    assert from_query_params(params, secret=SECRET) == (experiment, frozenset({"layers", "learning_rate"}))
+    other_cfg = to_query_params(presets.get("two_conv64").experiment)["cfg"]
+    edits = {
+        "lock removed": {k: v for k, v in params.items() if k != "lock"},
+        "lock shortened": {**params, "lock": "learning_rate"},
+        "lock emptied": {**params, "lock": ""},
+        "signature removed": {k: v for k, v in params.items() if k != "sig"},
+        "signature garbled": {**params, "sig": params["sig"][:-2] + "AA"},
+        "signature not ascii": {**params, "sig": "é" * 43},
+        "config swapped": {**params, "cfg": other_cfg},
+        "lock and signature removed": {"cfg": params["cfg"]},
+    }
+    for what, edited in edits.items():
+        with pytest.raises(ValueError, match="link") as caught:
+            from_query_params(edited, secret=SECRET)
+        assert "again" in str(caught.value), what
+    # Another server's key does not open it either.
+    with pytest.raises(ValueError, match="changed after it was made"):
+        from_query_params(params, secret=b"another server")
+
+
+def test_the_instructors_own_link_is_signed_without_locks():
+    experiment = presets.get("dense_baseline").experiment
+    own = to_query_params(experiment, secret=SECRET)
+    assert set(own) == {"cfg", "sig"}
+    assert from_query_params(own, secret=SECRET) == (experiment, frozenset())
+
+
+def test_restore_best_is_lockable_and_labels_follow_the_form():
+    params = to_query_params(presets.get("dense_baseline").experiment, locked={"restore_best", "epochs"})
+    assert params["lock"] == "epochs,restore_best"
+    assert set(sharing.LOCK_LABELS) == set(LOCKABLE_FIELDS)
+    assert sharing.lock_labels({"restore_best", "learning_rate"}) == ["Learning rate", "Keep the best validation epoch"]
+
+
+def test_link_params_keeps_only_the_links_own_parameters():
+    params = {"cfg": "c", "lock": "epochs", "sig": "s", "ws": "someone's workspace", "other": ["1", "2"]}
+    assert sharing.link_params(params) == {"cfg": "c", "lock": "epochs", "sig": "s"}
