@@ -97,8 +97,8 @@ def show_result(key: str) -> None:
             on_click="ignore",
         )
     with save_col:
-        where = "your workspace" if loaders.settings().host_mode else "this server"
-        st.text_input(f"Save in {where} as", value=_file_stem(name), key=f"{key}-save-name")
+        label = "Save in your workspace as" if loaders.settings().host_mode else "Save on this server as"
+        st.text_input(label, value=_file_stem(name), key=f"{key}-save-name")
         st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])
