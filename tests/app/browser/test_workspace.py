@@ -249,13 +249,13 @@ def test_the_participants_view_of_a_locked_link_cannot_be_unlocked(new_context):
     assert workspace_of(page) == workspace
     assert main.get_by_text("was changed after it was made").count() == 1
     assert page.get_by_role("checkbox", name="Keep the best validation epoch").is_disabled()
-    assert page.get_by_role("button", name="Reset").is_disabled()
+    assert page.get_by_role("button", name="Reset", exact=True).is_disabled()
     # So does a reload on another page.
     page.goto(f"/?ws={workspace}")
     wait_until_idle(page)
     page.goto(f"/train?ws={workspace}")
     wait_until_idle(page)
-    assert page.get_by_role("button", name="Reset").is_disabled()
+    assert page.get_by_role("button", name="Reset", exact=True).is_disabled()
 
     # A fresh browser with the edited link gets nothing of it.
     fresh = new_context()
@@ -264,4 +264,4 @@ def test_the_participants_view_of_a_locked_link_cannot_be_unlocked(new_context):
     wait_until_idle(fresh)
     assert fresh.get_by_text("was changed after it was made").count() == 1
     assert fresh.get_by_text("1 · Flatten").count() == 0
-    assert not fresh.get_by_role("button", name="Reset").is_disabled()
+    assert not fresh.get_by_role("button", name="Reset", exact=True).is_disabled()
