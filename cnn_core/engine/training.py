@@ -18,14 +18,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from cnn_core.engine import datasets, specs
+import numpy as np
+
+from cnn_core.engine import datasets, filmstrip, specs
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model, to_float32
 from cnn_core.engine.specs import DEFAULT_MAX_PARAMS, Experiment
 
 if TYPE_CHECKING:
     import keras
-    import numpy as np
 
     from cnn_core.engine.datasets import Dataset
 
@@ -87,8 +88,116 @@ class TrainFinished:
     seconds: float
 
 
-Event = TrainStarted | BatchEnded | EpochEnded | TrainFinished
+@dataclass(frozen=True)
+class LearningRateChanged:
+    """The learning rate was changed mid-run; it applies from the step after `epochs` (a position in epochs)."""
+
+    epochs: float
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class Paused:
+    epochs: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    epochs: float
+    paused_seconds: float
+
+
+Event = (
+    TrainStarted | BatchEnded | EpochEnded | TrainFinished | LearningRateChanged | Paused | Resumed
+    | filmstrip.FilmstripStarted | filmstrip.Frame
+)
 Listener = Callable[[Event], Any]
+
+
+class TrainingControl:
+    """Pause, resume and learning-rate changes for a running `train`; call its methods from any thread.
+
+    The training callback reads one attribute per batch (`pending`) and does the rest only when a
+    command is waiting, so an untouched control costs nothing measurable. A pause holds training
+    after the current batch and before the next, so a paused and resumed run takes exactly the
+    steps of an uninterrupted one; a learning-rate change applies from the next batch on.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+        self._running.set()
+        self._learning_rate: float | None = None
+        self.pending = False
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        with self._lock:
+            self._running.clear()
+            self.pending = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._running.set()
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Ask for a new learning rate from the next batch on; it replaces any schedule for the rest of the run."""
+        value = float(learning_rate)
+        if not math.isfinite(value) or not 0 < value <= 10:
+            raise UserError("The learning rate must be a number above 0 and at most 10, e.g. 0.001.")
+        with self._lock:
+            self._learning_rate = value
+            self.pending = True
+
+    def take_learning_rate(self) -> float | None:
+        with self._lock:
+            value, self._learning_rate = self._learning_rate, None
+            self.pending = self.paused
+            return value
+
+    def wait_while_paused(self, stop_event: threading.Event | None, poll: float = 0.05) -> None:
+        """Block while paused; a stop request ends the wait too, so Stop works on a paused run."""
+        while not self._running.wait(poll):
+            if stop_event is not None and stop_event.is_set():
+                return
+        with self._lock:
+            self.pending = self._learning_rate is not None
+
+
+def _overridable(schedule):
+    """Wrap a Keras LearningRateSchedule so a learning rate set mid-run can replace it.
+
+    The compiled training step reads the override variable, so a change needs no retracing; a
+    negative override means "follow the schedule".
+    """
+    import keras
+    import tensorflow as tf
+
+    class OverridableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, base):
+            self.base = base
+            self.override = tf.Variable(-1.0, trainable=False, dtype=tf.float32)
+
+        def __call__(self, step):
+            value = tf.cast(self.base(step), tf.float32)
+            return tf.where(self.override > 0, self.override, value)
+
+        def get_config(self):
+            return self.base.get_config()
+
+    return OverridableSchedule(schedule)
+
+
+def set_learning_rate(optimizer, value: float) -> None:
+    """Set an optimizer's learning rate now, whether it holds a float variable or an overridable schedule."""
+    rate = optimizer._learning_rate  # Keras keeps the schedule object here; the public getter evaluates it.
+    if hasattr(rate, "override"):
+        rate.override.assign(value)
+    else:
+        optimizer.learning_rate = value
 
 
 @dataclass(frozen=True)
@@ -223,6 +332,8 @@ def _forwarding_callback(
     stop_event: threading.Event | None,
     target_accuracy: float | None,
     keep_best: bool,
+    control: TrainingControl | None = None,
+    probe: np.ndarray | None = None,
 ):
     import keras
 
@@ -242,6 +353,17 @@ def _forwarding_callback(
             self.best_epoch: int | None = None
             self.best_weights: list | None = None
             self.diverged_at: tuple[float, int, int] | None = None
+            self.camera: filmstrip.Camera | None = None
+            self.frame_steps: frozenset[int] = frozenset()
+
+        def on_train_begin(self, logs=None):
+            if probe is None:
+                return
+            steps = filmstrip.schedule(steps_per_epoch, self.params["epochs"])
+            self.frame_steps = frozenset(steps)
+            self.camera = filmstrip.Camera(self.model, probe, steps_per_epoch)
+            dispatch(filmstrip.FilmstripStarted(np.asarray(probe, dtype=np.float16), steps, steps_per_epoch))
+            dispatch(self.camera.frame(0))
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
@@ -264,6 +386,25 @@ def _forwarding_callback(
             if stop_event is not None and stop_event.is_set():
                 self.model.stop_training = True
                 self.stopped_by_request = True
+            if self.camera is not None and self.epoch * steps_per_epoch + batch + 1 in self.frame_steps:
+                dispatch(self.camera.frame(self.epoch * steps_per_epoch + batch + 1))
+            if control is not None and control.pending:
+                self._steer(batch)
+
+        def _steer(self, batch):
+            position = self.epoch + (batch + 1) / steps_per_epoch
+            if control.paused and not self.model.stop_training:
+                dispatch(Paused(position))
+                paused_at = time.perf_counter()
+                control.wait_while_paused(stop_event)
+                if stop_event is not None and stop_event.is_set():
+                    self.model.stop_training = True
+                    self.stopped_by_request = True
+                dispatch(Resumed(position, time.perf_counter() - paused_at))
+            rate = control.take_learning_rate()
+            if rate is not None:
+                set_learning_rate(self.model.optimizer, rate)
+                dispatch(LearningRateChanged(position, rate))
 
         def on_epoch_end(self, epoch, logs=None):
             complete = self.steps_done >= steps_per_epoch
@@ -305,6 +446,10 @@ def train(
     dataset: Dataset | None = None,
     max_params: int = DEFAULT_MAX_PARAMS,
     precision: str = "float32",
+    control: TrainingControl | None = None,
+    record_filmstrip: bool = False,
+    probe: np.ndarray | None = None,
+    initial_weights: list[np.ndarray] | None = None,
 ) -> TrainingResult:
     """Build, train and test the experiment's model; safe to call from a background thread.
 
@@ -316,6 +461,11 @@ def train(
     returned model is a float32 copy, which is what predicts fastest for one image and saves portably.
     A run whose loss stops being finite stops at that batch and raises TrainingDiverged saying
     what to change; its NaN weights are never handed out.
+
+    `control` pauses, resumes and changes the learning rate mid-run (see TrainingControl).
+    `record_filmstrip` sends FilmstripStarted and Frame events (engine.filmstrip) of `probe`, an
+    (H, W) image, by default the first test image. `initial_weights` (a model's `get_weights()`)
+    continues training a finished model of the same spec instead of starting from random weights.
     """
     started = time.perf_counter()
     config = experiment.training
@@ -327,10 +477,23 @@ def train(
     model = build_model(
         experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch, precision=precision
     )
+    if initial_weights is not None:
+        try:
+            model.set_weights(initial_weights)
+        except ValueError as error:
+            raise UserError("These weights belong to a different model; continue training the model they came from.") from error
+    schedule = model.optimizer._learning_rate  # the schedule object itself (the public getter evaluates it)
+    steerable = control is not None and not hasattr(schedule, "assign")
+    if steerable:
+        # A schedule cannot be assigned a value; swap in one that can be overridden, for this run only.
+        model.optimizer.learning_rate = _overridable(schedule)
+    if record_filmstrip and probe is None:
+        probe = data.x_test[0]
 
     dispatch = _Dispatcher(listeners)
     callback = _forwarding_callback(
-        dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best
+        dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best,
+        control=control, probe=probe if record_filmstrip else None,
     )
     dispatch(
         TrainStarted(
@@ -353,6 +516,9 @@ def train(
         shuffle=False,  # The pipeline above already shuffles, deterministically.
         verbose=0,
     )
+    if steerable:
+        # The saved model names the run's own schedule, which plain Keras can load again.
+        model.optimizer.learning_rate = schedule
 
     if callback.diverged_at is not None:
         raise TrainingDiverged(diverged_message(*callback.diverged_at, config.learning_rate))
@@ -477,6 +643,9 @@ class ProgressSnapshot:
     finished: TrainFinished | None
     batch_positions: list[float] = field(default_factory=list)
     precision: str = "float32"
+    # Learning-rate changes and pauses as {"epochs": position, "label": text}, for the chart to mark.
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    paused: bool = False
 
 
 class ProgressRecorder:
@@ -513,6 +682,9 @@ class ProgressRecorder:
         # The first batch includes tracing the model, so the step rate is measured from its end.
         self._first_batch: tuple[float, int] | None = None
         self._shown_eta: tuple[float, float] | None = None
+        self._markers: list[dict[str, Any]] = []
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -544,6 +716,19 @@ class ProgressRecorder:
                 case TrainFinished():
                     self._status = "finished"
                     self._finished = event
+                case LearningRateChanged():
+                    self._markers.append({"epochs": event.epochs, "label": f"learning rate → {event.learning_rate:g}"})
+                case Paused():
+                    self._paused_since = self._clock()
+                    self._markers.append({"epochs": event.epochs, "label": "paused"})
+                case Resumed():
+                    if self._paused_since is not None:
+                        paused = self._clock() - self._paused_since
+                        self._paused_total += paused
+                        if self._shown_eta is not None:
+                            # The countdown resumes where it stood when the run was paused.
+                            self._shown_eta = (self._shown_eta[0], self._shown_eta[1] + paused)
+                    self._paused_since = None
 
     def snapshot(self) -> ProgressSnapshot:
         with self._lock:
@@ -565,6 +750,8 @@ class ProgressRecorder:
                 finished=self._finished,
                 batch_positions=list(self._positions),
                 precision=self._precision,
+                markers=[dict(marker) for marker in self._markers],
+                paused=self._paused_since is not None,
             )
 
     def _eta(self, done: int, total_steps: int) -> float | None:
@@ -576,11 +763,16 @@ class ProgressRecorder:
         """
         if self._first_batch is None:
             return None
+        if self._paused_since is not None:
+            # A paused run's estimate stands still.
+            return None if self._shown_eta is None else self._shown_eta[0]
         now = self._clock()
         since, first_done = self._first_batch
-        if done <= first_done or now <= since:
+        # Time spent paused is not training time, so it must not slow the measured rate.
+        now_training = now - self._paused_total
+        if done <= first_done or now_training <= since:
             return None
-        seconds_per_step = (now - since) / (done - first_done)
+        seconds_per_step = (now_training - since) / (done - first_done)
         validations = max(0, self._epochs - len(self._epoch_history)) * self._val_size
         evaluation = (self._test_size + validations) / self._batch_size * seconds_per_step * EVALUATION_COST
         estimate = max(0, total_steps - done) * seconds_per_step + evaluation

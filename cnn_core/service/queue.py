@@ -52,12 +52,15 @@ from typing import TYPE_CHECKING, Literal
 
 from cnn_core.engine import datasets, registry, specs, training
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.filmstrip import Filmstrip
 from cnn_core.engine.models import model_from_bytes
 from cnn_core.engine.specs import Experiment
 from cnn_core.service.settings import Settings, load_settings
 from cnn_core.service.workers import WORKER_IDLE_S, WorkerCrashed, _error_message, _WorkerError, _WorkerPool
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cnn_core.engine.datasets import Dataset
     from cnn_core.engine.training import TrainingResult
 
@@ -104,12 +107,25 @@ class TrainingJob:
 
     # True while the service behind the job cannot be reached (the Redis runner only; see redis_queue).
     service_unavailable = False
+    # Whether pause/resume/set_learning_rate reach the run (not yet for the Redis runner).
+    steerable = True
 
-    def __init__(self, job_id: str, experiment: Experiment, owner: str, queue: JobQueue):
+    def __init__(
+        self, job_id: str, experiment: Experiment, owner: str, queue: JobQueue, *,
+        probe: np.ndarray | None = None, initial_weights: list[np.ndarray] | None = None,
+    ):
         self.id = job_id
         self.owner = owner
         self.experiment = experiment
         self.progress = training.ProgressRecorder()
+        # Frames of the first layer's filters and of `probe`'s feature maps, filled as the run goes.
+        self.filmstrip = Filmstrip()
+        self.probe = probe
+        # A finished model's weights to continue from (None: start from random weights).
+        self.initial_weights = initial_weights
+        self.control = training.TrainingControl()
+        # Steering commands a worker process has yet to receive: ("pause" | "resume" | "learning_rate", value).
+        self._commands: collections.deque[tuple[str, float | None]] = collections.deque()
         self.state: JobState = "queued"
         self.result: TrainingResult | None = None
         self.error: str | None = None
@@ -156,6 +172,30 @@ class TrainingJob:
         """Stop the run: a queued job never starts, a running one stops after the current batch."""
         self._queue.stop(self)
 
+    # Steering. Each takes effect after the current batch; a worker process gets it through its command pipe.
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def pause(self) -> None:
+        """Hold training after the current batch; `resume()` goes on with exactly the steps that were left."""
+        self.control.pause()
+        self._commands.append(("pause", None))
+
+    def resume(self) -> None:
+        self.control.resume()
+        self._commands.append(("resume", None))
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Use this learning rate from the next batch on (UserError for a value out of range)."""
+        self.control.set_learning_rate(learning_rate)
+        self._commands.append(("learning_rate", float(learning_rate)))
+
+    @property
+    def listeners(self) -> tuple[training.Listener, ...]:
+        return (self.progress, self.filmstrip)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has ended (any way); False if `timeout` seconds passed first."""
         return self._done.wait(timeout)
@@ -163,6 +203,11 @@ class TrainingJob:
     def take_result(self) -> TrainingResult | None:
         """Hand the result to the owner and forget it here, so the queue no longer keeps the model alive."""
         return self._queue.take_result(self)
+
+
+def job_options(job: TrainingJob) -> dict:
+    """The keyword arguments of `training.train` that come from the job rather than from the queue."""
+    return {"record_filmstrip": True, "probe": job.probe, "initial_weights": job.initial_weights}
 
 
 class JobQueue:
@@ -207,8 +252,15 @@ class JobQueue:
 
     # Submitting
 
-    def submit(self, experiment: Experiment, owner: str) -> TrainingJob:
-        """Check the experiment against the server's caps and queue it; ValueError says what to change."""
+    def submit(
+        self, experiment: Experiment, owner: str, *,
+        probe: np.ndarray | None = None, initial_weights: list[np.ndarray] | None = None,
+    ) -> TrainingJob:
+        """Check the experiment against the server's caps and queue it; ValueError says what to change.
+
+        `probe` is the image the run's filmstrip follows (default: the first test image);
+        `initial_weights` continues training a finished model of the same spec.
+        """
         if self._closed.is_set():
             raise RuntimeError("This job queue has been shut down.")
         if not isinstance(experiment, Experiment):
@@ -230,7 +282,9 @@ class JobQueue:
                     f"The server is busy: all {len(self._running)} training slots are in use and "
                     f"{len(self._waiting)} runs are waiting. Try again in a minute."
                 )
-            job = TrainingJob(f"job-{next(self._ids)}", experiment, owner, self)
+            job = TrainingJob(
+                f"job-{next(self._ids)}", experiment, owner, self, probe=probe, initial_weights=initial_weights
+            )
             self._forget_old_jobs(owner)
             self._jobs[job.id] = job
             self._owner_heartbeats[owner] = job.last_heartbeat
@@ -278,10 +332,12 @@ class JobQueue:
                 result = self._train(
                     job.experiment,
                     stop_event=job._stop_event,
-                    listeners=(job.progress,),
+                    listeners=job.listeners,
                     dataset=self._load_dataset(job.experiment.training.dataset),
                     max_params=self.settings.max_params,
                     precision=self.precision,
+                    **job_options(job),
+                    control=job.control,
                 )
         except Exception as exc:
             error = _error_message(exc, f"Training job {job.id} of {job.owner} failed")
@@ -299,10 +355,12 @@ class JobQueue:
             name = job.experiment.training.dataset
             shipped = None if self._load_dataset is datasets.load else self._load_dataset(name)
             worker.stop.clear()
-            worker.conn.send((job.experiment, shipped, self.settings.max_params, self.precision))
+            worker.conn.send((job.experiment, shipped, self.settings.max_params, self.precision, job_options(job)))
             while True:
                 if job._stop_event.is_set():
                     worker.stop.set()
+                while job._commands:
+                    worker.commands.send(job._commands.popleft())
                 if not worker.conn.poll(0.05):
                     if not worker.process.is_alive() and not worker.conn.poll():
                         raise WorkerCrashed(worker.process.exitcode)
@@ -313,7 +371,8 @@ class JobQueue:
                     worker.process.join(timeout=5)
                     raise WorkerCrashed(worker.process.exitcode) from None
                 if kind == "event":
-                    job.progress(payload)
+                    for listener in job.listeners:
+                        listener(payload)
                 elif kind == "error":
                     healthy = True
                     raise _WorkerError(payload)

@@ -35,6 +35,7 @@ Redis being down never raises into a page: reads keep the last known values and 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnn_core.engine import training
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.filmstrip import Filmstrip
 from cnn_core.engine.specs import Experiment
 from cnn_core.service.queue import ACTIVE_STATES, FINISHED_JOBS_PER_OWNER, TrainingJob, check_caps
 from cnn_core.service.settings import Settings
@@ -274,12 +276,14 @@ class _StreamProgress:
 
 
 class RedisTrainingJob(TrainingJob):
-    """A run kept in Redis; the same attributes and methods as a local `TrainingJob`.
+    """A run kept in Redis; the same attributes and methods as a local `TrainingJob` (steering aside).
 
     Attributes are read from Redis (cached for STATE_CACHE_S), so two replicas' objects for one
     run agree. While Redis is unreachable they keep their last values and `service_unavailable`
     is True.
     """
+
+    steerable = False
 
     def __init__(self, job_id: str, owner: str, queue: RedisJobQueue, fields: dict | None = None):
         self.id = job_id
@@ -292,6 +296,10 @@ class RedisTrainingJob(TrainingJob):
         self.worker_pid = None
         self.result = None
         self.progress = _StreamProgress(self)
+        # Steering and the filmstrip do not travel through Redis yet: an empty filmstrip, no controls.
+        self.filmstrip = Filmstrip()
+        self.control = training.TrainingControl()
+        self._commands = collections.deque()
         if fields is not None:
             self._store(fields)
 
@@ -403,8 +411,13 @@ class RedisJobQueue:
 
     # Submitting
 
-    def submit(self, experiment: Experiment, owner: str) -> RedisTrainingJob:
-        """Check the caps, claim the owner's one slot and enqueue the run; ValueError says what to change."""
+    def submit(self, experiment: Experiment, owner: str, *, probe=None, initial_weights=None) -> RedisTrainingJob:
+        """Check the caps, claim the owner's one slot and enqueue the run; ValueError says what to change.
+
+        `probe` (the filmstrip's image) is not used yet; `initial_weights` (continue training) is refused.
+        """
+        if initial_weights is not None:
+            raise UserError("Continuing a finished model is not available on this server yet; start a new run.")
         if self._closed.is_set():
             raise RuntimeError("This job queue has been shut down.")
         if not isinstance(experiment, Experiment):

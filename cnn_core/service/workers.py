@@ -91,13 +91,17 @@ class _Worker:
 
     def __init__(self, context, threads: int):
         self.conn, child_conn = context.Pipe()
+        # Steering commands (pause, resume, learning rate) go one way, apart from the event stream.
+        child_commands, self.commands = context.Pipe(duplex=False)
         self.stop = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, self.stop, threads), name="cnn-training-worker", daemon=True
+            target=_worker_main, args=(child_conn, self.stop, threads, child_commands), name="cnn-training-worker",
+            daemon=True,
         )
         with _without_main_module():
             self.process.start()
         child_conn.close()
+        child_commands.close()
         self.pid = self.process.pid
         self.jobs_done = 0
         self.idle_since = time.monotonic()
@@ -112,6 +116,7 @@ class _Worker:
             self.process.kill()
             self.process.join(timeout=5)
         self.conn.close()
+        self.commands.close()
 
 
 class _WorkerPool:
@@ -158,8 +163,37 @@ class _WorkerPool:
             return [worker.pid for worker in self._idle]
 
 
-def _worker_main(conn, stop, threads: int) -> None:
-    """The worker process: receive (experiment, dataset or None, max_params, precision), train, send the outcome."""
+def apply_command(control: training.TrainingControl, command: tuple[str, float | None]) -> None:
+    """Carry out one steering command that `TrainingJob` relayed from the server."""
+    name, value = command
+    if name == "pause":
+        control.pause()
+    elif name == "resume":
+        control.resume()
+    elif name == "learning_rate":
+        control.set_learning_rate(value)
+
+
+def _steering_thread(commands, control: training.TrainingControl, done: threading.Event) -> threading.Thread:
+    """A thread that applies the server's commands to this run's control until `done` is set."""
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                if commands.poll(0.05):
+                    apply_command(control, commands.recv())
+            except (EOFError, OSError):
+                return
+            except ValueError:
+                logger.warning("Ignored a steering command the server should have refused.", exc_info=True)
+
+    thread = threading.Thread(target=listen, name="steering", daemon=True)
+    thread.start()
+    return thread
+
+
+def _worker_main(conn, stop, threads: int, commands=None) -> None:
+    """The worker process: receive (experiment, dataset or None, max_params, precision, options), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -173,8 +207,14 @@ def _worker_main(conn, stop, threads: int) -> None:
             return
         if message is None:
             return
-        experiment, dataset, max_params, precision = message
+        experiment, dataset, max_params, precision, options = message
         last_sent = 0.0
+        control = training.TrainingControl()
+        done = threading.Event()
+        # Commands sent after the previous run ended are about that run, not this one.
+        while commands is not None and commands.poll():
+            commands.recv()
+        steering = None if commands is None else _steering_thread(commands, control, done)
 
         def relay(event) -> None:
             nonlocal last_sent
@@ -192,12 +232,16 @@ def _worker_main(conn, stop, threads: int) -> None:
             result = training.train(
                 experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params,
                 precision=precision,
+                control=control, **options,
             )
             outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))
         except Exception as exc:
             outcome = ("error", _error_message(exc, f"Training failed in worker process {os.getpid()}"))
         finally:
             result = dataset = None
+            done.set()
+            if steering is not None:
+                steering.join()
         try:
             conn.send(outcome)
         except (OSError, ValueError):

@@ -57,8 +57,13 @@ CURVES = {
 }
 
 
-def curve_chart(rows: list[dict], metric: str):
-    """Batch curve as a thin line, epoch values as lines with points, one colour per curve."""
+def curve_chart(rows: list[dict], metric: str, *, position: float | None = None, markers: list[dict] = (),
+                overfitting: int | None = None):
+    """Batch curve as a thin line, epoch values as lines with points, one colour per curve.
+
+    `position` (epochs) draws the filmstrip slider's place as a vertical rule; `markers`
+    (learning-rate changes, pauses) and `overfitting` (an epoch) are labelled rules.
+    """
     colour = alt.Color("curve:N", scale=alt.Scale(domain=list(CURVES), range=list(CURVES.values())),
                        legend=alt.Legend(orient="bottom", direction="vertical", title=None, labelLimit=400))
     base = alt.Chart(alt.Data(values=rows)).encode(
@@ -69,19 +74,79 @@ def curve_chart(rows: list[dict], metric: str):
     )
     batches = base.transform_filter(alt.datum.curve == "training (running average)").mark_line(strokeWidth=1.5)
     epochs = base.transform_filter(alt.datum.curve != "training (running average)").mark_line(point=True)
-    return batches + epochs
+    chart = batches + epochs
+    rules = [dict(marker, kind="marker") for marker in markers]
+    if overfitting is not None:
+        rules.append({"epochs": overfitting, "label": f"overfitting from epoch {overfitting}", "kind": "overfitting"})
+    if rules:
+        marks = alt.Chart(alt.Data(values=rules)).encode(x="epochs:Q")
+        colour = alt.condition(alt.datum.kind == "overfitting", alt.value("#b2182b"), alt.value("#777777"))
+        chart += marks.mark_rule(strokeDash=[4, 3]).encode(color=colour, tooltip=["label:N"])
+        chart += marks.mark_text(align="left", dx=3, dy=-4, angle=0, fontSize=11, baseline="top").encode(
+            text="label:N", color=colour, y=alt.value(2))
+    if position is not None:
+        chart += alt.Chart(alt.Data(values=[{"epochs": position}])).mark_rule(color="#222222", strokeWidth=2).encode(
+            x="epochs:Q", tooltip=[alt.Tooltip("epochs:Q", title="filmstrip at epoch", format=".2f")])
+    return chart
 
 
-def show_curves(snapshot: ProgressSnapshot) -> None:
+def show_curves(snapshot: ProgressSnapshot, position: float | None = None) -> None:
+    """Loss and accuracy side by side; `position` marks the filmstrip's frame, overfitting is named."""
+    from cnn_core.engine import health
+
+    overfitting = health.overfitting_epoch(snapshot.epoch_history)
     loss_col, accuracy_col = st.columns(2)
     for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
         rows = curve_rows(snapshot, metric)
         with column:
             st.markdown(f"**{metric.capitalize()}**")
             if rows:
-                st.altair_chart(curve_chart(rows, metric), height=300)
+                chart = curve_chart(rows, metric, position=position, markers=snapshot.markers, overfitting=overfitting)
+                st.altair_chart(chart, height=300)
             else:
                 st.caption("The curve appears after the first batch.")
+    if overfitting is not None:
+        st.warning(health.overfitting_sentence(overfitting))
+
+
+def show_filmstrip_and_curves(job: TrainingJob, snapshot: ProgressSnapshot, key: str) -> None:
+    """The filmstrip's slider, the curves marked at its frame, then the frame's filters and feature maps."""
+    from ui.components import filmstrip_view
+
+    frame = filmstrip_view.choose(job.filmstrip, key)
+    show_curves(snapshot, None if frame is None else frame.epochs)
+    if frame is not None:
+        filmstrip_view.show_frame(job.filmstrip, frame)
+
+
+def _set_learning_rate(job: TrainingJob, key: str) -> None:
+    try:
+        job.set_learning_rate(st.session_state[f"{key}-lr"])
+    except ValueError as error:
+        st.session_state[f"{key}-lr-error"] = str(error)
+
+
+def steering(job: TrainingJob, key: str) -> None:
+    """Stop, pause or resume, and a new learning rate from the next batch on."""
+    stop_col, pause_col, lr_col, apply_col = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+    stop_col.button("Stop training", key=f"{key}-stop", on_click=job.stop, type="primary", width="stretch",
+                    help="Stops after the current batch; the model keeps what it learned so far.")
+    if not job.steerable:
+        return
+    if job.paused:
+        pause_col.button("Resume", key=f"{key}-resume", on_click=job.resume, width="stretch",
+                         help="Goes on with exactly the steps that were left.")
+    else:
+        pause_col.button("Pause", key=f"{key}-pause", on_click=job.pause, width="stretch",
+                         help="Holds training after the current batch; look around, then resume.")
+    lr_col.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=job.experiment.training.learning_rate,
+                        step=None, format="%g", key=f"{key}-lr")
+    apply_col.button("Change learning rate", key=f"{key}-lr-apply", on_click=_set_learning_rate, args=(job, key),
+                     width="stretch", help="Takes effect at the next batch and replaces any schedule; the curves "
+                     "mark the change.")
+    error = st.session_state.pop(f"{key}-lr-error", None)
+    if error:
+        st.error(error)
 
 
 def _progress(job: TrainingJob, snapshot: ProgressSnapshot) -> None:
@@ -113,6 +178,8 @@ def _progress(job: TrainingJob, snapshot: ProgressSnapshot) -> None:
         text = f"Measuring test accuracy… about {format_seconds(snapshot.eta_seconds)} left"
     if snapshot.status == "finished":
         text = "Measuring test accuracy…"
+    elif snapshot.paused:
+        text = f"Paused at epoch {min(snapshot.epoch + 1, snapshot.epochs)}, step {snapshot.step}: press Resume to go on"
     st.progress(snapshot.fraction, text=text)
     if snapshot.batch_loss:
         loss_col, accuracy_col, _ = st.columns(3)
@@ -131,8 +198,7 @@ def show(job: TrainingJob, *, key: str) -> None:
         job.heartbeat()
         snapshot = job.progress.snapshot()
         _progress(job, snapshot)
-        st.button("Stop training", key=f"{key}-stop", on_click=job.stop, type="primary",
-                  help="Stops after the current batch; the model keeps what it learned so far.")
-        show_curves(snapshot)
+        steering(job, key)
+        show_filmstrip_and_curves(job, snapshot, key)
 
     live()

@@ -15,7 +15,7 @@ from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment
 from ui import errors, loaders, training_session, workspace
 from ui import state as app_state
-from ui.components import live_training
+from ui.components import inside_model, live_training
 from ui.text import message as error_text
 from ui.text import plain
 
@@ -24,10 +24,13 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "model"
 
 
-def _start(experiment: Experiment) -> None:
+def _start(experiment: Experiment, initial_weights=None) -> None:
     state = app_state.get()
     try:
-        job = loaders.job_queue().submit(experiment, owner=state.session_id)
+        # The filmstrip follows the learner's own drawing when there is one, else the first test image.
+        job = loaders.job_queue().submit(
+            experiment, owner=state.session_id, probe=state.last_drawing, initial_weights=initial_weights
+        )
     except Exception as error:
         st.session_state["run-panel-error"] = errors.message(error)
         return
@@ -80,13 +83,14 @@ def show_result(key: str) -> None:
             "softmax; the model you get predicts in float32."
         )
     if snapshot.epoch_history or snapshot.batch_loss:
-        live_training.show_curves(snapshot)
+        live_training.show_filmstrip_and_curves(job, snapshot, key)
     message = st.session_state.pop(f"{key}-save-message", None)
     if name is None:
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])
         return
     st.markdown(f"The model is now your **active model**: {plain(name)}. Try it on the Draw or Evaluate page.")
+    _next_steps(state.models[name], key)
     download_col, save_col = st.columns(2)
     with download_col:
         from cnn_core.service import persistence
@@ -102,6 +106,41 @@ def show_result(key: str) -> None:
         st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])
+
+
+def _continue(bundle, key: str) -> None:
+    extra = int(st.session_state[f"{key}-more-epochs"])
+    experiment = dataclasses.replace(
+        bundle.experiment, training=dataclasses.replace(bundle.experiment.training, epochs=extra)
+    )
+    _start(experiment, initial_weights=bundle.model.get_weights())
+
+
+def _next_steps(bundle, key: str) -> None:
+    """Continue training, download the run as plain Keras, and look inside the model."""
+    if bundle.experiment is None:
+        return
+    from cnn_core.workshop import export
+
+    more_col, button_col, script_col, notebook_col = st.columns(4, vertical_alignment="bottom")
+    more_col.number_input("More epochs", min_value=1, max_value=loaders.settings().max_epochs, value=2, step=1,
+                          key=f"{key}-more-epochs")
+    button_col.button("Continue training", key=f"{key}-continue", on_click=_continue, args=(bundle, key),
+                      width="stretch", help="Trains this model further from its current weights, with the same "
+                      "settings (the optimizer and any schedule start afresh).")
+    stem = _file_stem(bundle.name)
+    script_col.download_button(
+        "Download as script", data=lambda: export.script(bundle.experiment, bundle.name), file_name=f"{stem}.py",
+        mime="text/x-python", key=f"{key}-script", on_click="ignore", width="stretch",
+        help="The same run in plain Keras, as in the classic tutorials: data, layers, optimizer, seed, model.fit.",
+    )
+    notebook_col.download_button(
+        "Download as notebook", data=lambda: export.notebook(bundle.experiment, bundle.name),
+        file_name=f"{stem}.ipynb", mime="application/x-ipynb+json", key=f"{key}-notebook", on_click="ignore",
+        width="stretch",
+    )
+    st.markdown("**Inside the trained model**")
+    inside_model.show(bundle, loaders.dataset(bundle.experiment.training.dataset), app_state.get().last_drawing, key)
 
 
 def show(key: str, experiment: Experiment | None) -> None:

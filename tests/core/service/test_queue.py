@@ -48,7 +48,7 @@ class FakeTrainer:
     def finish(self, name: str) -> None:
         self.gates.setdefault(name, threading.Event()).set()
 
-    def __call__(self, experiment, *, stop_event, listeners, dataset, max_params, precision="float32"):
+    def __call__(self, experiment, *, stop_event, listeners, dataset, max_params, precision="float32", **steering):
         name = experiment.model.name
         gate = self.gates.setdefault(name, threading.Event())
         with self.lock:
