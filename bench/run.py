@@ -39,6 +39,8 @@ BENCHMARKS = [
     "bench.redis_workers",
     "bench.cold_start",
     "bench.load_test",
+    "bench.hostile_inputs",
+    "bench.evaluate_fairness",
 ]
 
 
@@ -104,7 +106,7 @@ def render(results: dict[str, dict], machine: dict[str, str], command: str, seco
             lines += [result["notes"], ""]
         lines += ["| figure | value |", "|---|---|"]
         for key, value in result.items():
-            if key in ("summary", "notes"):
+            if key in ("summary", "notes", "attacks"):
                 continue
             lines.append(f"| {key} | {_format(value)} |")
     return "\n".join(lines) + "\n"

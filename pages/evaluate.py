@@ -5,6 +5,8 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import evaluation
+from cnn_core.engine.errors import UserError
+from cnn_core.engine.model_cost import keras_model_cost
 from ui import images, loaders
 from ui import state as app_state
 from ui.components import explain_links, model_picker
@@ -44,9 +46,20 @@ elif name not in state.evaluations:
             bar.progress(counted[0] / total, text=f"Classifying the test images… {counted[0]:,} of {total:,}")
             return probabilities
 
-        state.evaluations[name] = evaluation.evaluate(predict_batch, data)
+        try:
+            flops = keras_model_cost(loaders.bundle(name).model).flops
+        except UserError:  # a layer the cost model does not know: assume the worst
+            flops = None
+        # Small batches with pauses and a time budget: one visitor's model cannot starve the others.
+        state.evaluations[name] = evaluation.evaluate(
+            predict_batch, data, batch_size=evaluation.batch_size_for(flops),
+            time_budget_s=loaders.settings().evaluate_budget_s, pause_fraction=0.5)
         bar.empty()
 result = state.evaluations[name]
+if not result.complete:
+    st.info(f"This model is slow, so it was scored on the first {len(result.labels):,} of the "
+            f"{result.requested:,} test images (the time this server gives one evaluation).",
+            icon=":material/timer:")
 
 
 

@@ -209,8 +209,11 @@ def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
 def default_evaluation(dataset_name: str) -> Evaluation:
     """The shipped model's test-set evaluation, computed once per process and shared read-only."""
     from cnn_core.engine import evaluation
+    from cnn_core.engine.model_cost import keras_model_cost
 
-    return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name))
+    flops = keras_model_cost(default_bundle(dataset_name).model).flops
+    return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name),
+                               batch_size=evaluation.batch_size_for(flops))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -6,6 +6,7 @@ Pure NumPy around a `predict_batch` function, so it works with any model wrapper
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,19 @@ import numpy as np
 
 if TYPE_CHECKING:
     from cnn_core.engine.datasets import Dataset
+
+
+# One batch of a costly model should keep the cores busy for tens of milliseconds, not seconds:
+# 64 images of a 100-MFLOP model measured p95 129 ms for another visitor's prediction against
+# 1.6 s with batches of 1000 (bench/evaluate_fairness.py). Cheap models keep big batches.
+FLOPS_PER_BATCH = 64 * 100e6
+
+
+def batch_size_for(flops_per_image: float | None, largest: int = 1000, smallest: int = 16) -> int:
+    """A batch size whose compute stays near FLOPS_PER_BATCH; `smallest` when the cost is unknown."""
+    if flops_per_image is None or flops_per_image <= 0:
+        return smallest
+    return int(min(largest, max(smallest, FLOPS_PER_BATCH // flops_per_image)))
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,12 @@ class Evaluation:
     per_class_accuracy: np.ndarray
     confusion: np.ndarray
     class_names: tuple[str, ...]
+    # How many test images were asked for; more than len(labels) when a time budget ran out first.
+    requested: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.requested is None or len(self.labels) >= self.requested
 
     @property
     def confidences(self) -> np.ndarray:
@@ -39,10 +59,19 @@ def evaluate(
     dataset: Dataset,
     limit: int | None = None,
     batch_size: int = 1000,
+    time_budget_s: float | None = None,
+    pause_fraction: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Evaluation:
     """Run `predict_batch` over the test set (the first `limit` images) in batches and score it.
 
     Per-class accuracy is NaN for a class with no test images in the evaluated slice.
+
+    A visitor's Evaluate must not starve everyone else's drawings (TensorFlow gives one batch all
+    the cores): `time_budget_s` stops after the batch that crosses it and scores the images done
+    so far (`complete` is then False), and `pause_fraction` sleeps that fraction of each batch's
+    time after it, leaving the cores free in between. Small batches keep each busy spell short.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive whole number of test images, got {limit!r}.")
@@ -52,9 +81,17 @@ def evaluate(
     labels = np.asarray(dataset.y_test if limit is None else dataset.y_test[:limit], dtype=np.int64)
     num_classes = len(dataset.class_names)
 
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}.")
     chunks = []
+    started = clock()
     for start in range(0, len(images), batch_size):
+        if chunks and time_budget_s is not None and clock() - started >= time_budget_s:
+            break
+        batch_started = clock()
         chunk = np.asarray(predict_batch(images[start : start + batch_size]), dtype=np.float32)
+        if pause_fraction > 0:
+            sleep((clock() - batch_started) * pause_fraction)
         expected = (min(batch_size, len(images) - start), num_classes)
         if chunk.shape != expected:
             raise ValueError(
@@ -64,6 +101,8 @@ def evaluate(
         chunks.append(chunk)
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
     predictions = probabilities.argmax(axis=1)
+    requested = len(labels)
+    labels = labels[: len(probabilities)]
 
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -79,6 +118,7 @@ def evaluate(
         per_class_accuracy=per_class_accuracy,
         confusion=confusion,
         class_names=tuple(dataset.class_names),
+        requested=requested,
     )
 
 

@@ -441,3 +441,11 @@ def model_cost(config: dict, input_shape: Shape, max_layers: int = 10_000) -> Mo
         input_shape=tuple(input_shape),
         output_shape=output,
     )
+
+
+def keras_model_cost(model, input_shape: Shape | None = None, max_layers: int = 10_000) -> ModelCost:
+    """`model_cost` of a built Keras model (its own config, so no file is needed)."""
+    import json
+
+    shape = tuple(input_shape or model.inputs[0].shape[1:])
+    return model_cost(json.loads(model.to_json()), shape, max_layers=max_layers)

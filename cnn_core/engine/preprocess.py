@@ -91,13 +91,21 @@ def _ink_from_gray(gray: np.ndarray) -> np.ndarray:
     return np.clip((gray - background) / (peak - background), 0.0, 1.0)
 
 
-def _ink_from_rgba(rgba: np.ndarray) -> np.ndarray:
+def _ink_from_rgba(rgba: np.ndarray, canvas: bool = False) -> np.ndarray:
+    """Ink strength from RGBA pixels. `canvas`: the app's canvas, always light ink on transparent or black.
+
+    The canvas's polarity is known, so it is never guessed from the histogram: a canvas inked almost
+    everywhere is still light ink (guessing would read it as dark ink on light paper and keep the gaps).
+    """
     alpha = rgba[..., 3]
     if np.mean(alpha < 0.5) > 0.5:
         # A mostly transparent layer (the canvas's default): whatever was painted is ink, in any colour.
         return alpha
-    # An opaque image (a canvas with a background colour, a screenshot): read the ink from brightness.
-    return _ink_from_gray(_luminance(rgba[..., :3]) * alpha)
+    gray = _luminance(rgba[..., :3]) * alpha
+    if canvas:
+        return gray if float(gray.max()) >= MIN_CONTRAST else np.zeros_like(gray)
+    # An opaque image (a screenshot, an upload): read the ink from brightness, whichever way round.
+    return _ink_from_gray(gray)
 
 
 def _remove_specks(ink: np.ndarray) -> np.ndarray:
@@ -207,7 +215,7 @@ def canvas_steps(rgba: np.ndarray) -> PreprocessSteps | None:
         )
     if rgba.dtype != np.uint8:
         raise UserError(f"A canvas image must hold uint8 pixels (0–255), got dtype {rgba.dtype}.")
-    return _steps_from_ink(_ink_from_rgba(_check_pixels(rgba, "canvas image")))
+    return _steps_from_ink(_ink_from_rgba(_check_pixels(rgba, "canvas image"), canvas=True))
 
 
 def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray | None:

@@ -88,3 +88,38 @@ def test_bad_arguments():
         evaluate(fake_predict, make_dataset(), limit=0)
     with pytest.raises(ValueError, match="one probability per class"):
         evaluate(lambda images: np.zeros((len(images), 2)), make_dataset())
+
+
+def test_a_time_budget_scores_the_images_done_so_far():
+    from cnn_core.engine import evaluation
+
+    now = [0.0]
+    batches: list[int] = []
+    slept: list[float] = []
+
+    def slow_predict(images):
+        batches.append(len(images))
+        now[0] += 1.0  # every batch takes a second
+        return fake_predict(images)
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    data = make_dataset()
+    result = evaluation.evaluate(slow_predict, data, batch_size=2, time_budget_s=3.0, pause_fraction=0.5,
+                                 clock=lambda: now[0], sleep=sleep)
+    # Batches end at 1.5 s and 3.0 s of wall time (1 s of work + 0.5 s of pause each): the third never starts.
+    assert batches == [2, 2] and slept == [0.5, 0.5]
+    assert not result.complete and result.requested == len(data.y_test) and len(result.labels) == 4
+    assert result.confusion.sum() == 4
+    whole = evaluation.evaluate(fake_predict, data, batch_size=2)
+    assert whole.complete and len(whole.labels) == len(data.y_test)
+
+
+def test_batch_size_follows_the_cost_per_image():
+    from cnn_core.engine.evaluation import batch_size_for
+
+    assert batch_size_for(100e6) == 64
+    assert batch_size_for(1e6) == 1000
+    assert batch_size_for(3e9) == 16 and batch_size_for(None) == 16

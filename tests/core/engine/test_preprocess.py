@@ -176,3 +176,20 @@ def test_rgba_upload_with_transparency_uses_alpha():
     rgba[..., :3] = 0  # black strokes on a transparent background
     np.testing.assert_allclose(image_to_mnist(rgba), canvas_to_mnist(draw(FOUR, 50, 50, 150)), atol=1e-6)
     assert image_steps(rgba).final.shape == (28, 28)
+
+
+def test_a_fully_inked_canvas_is_read_as_light_ink_not_as_its_gaps():
+    from PIL import Image, ImageDraw
+
+    from cnn_core.engine import preprocess
+
+    # Ink (white) almost everywhere on the black canvas, with a thin black gap shaped like a 1.
+    picture = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
+    ImageDraw.Draw(picture).line([(140, 30), (140, 250)], fill=(0, 0, 0, 255), width=14)
+    steps = preprocess.canvas_steps(np.asarray(picture))
+    assert steps is not None
+    # What was drawn is the ink: a big bright block (the 20-px box of the 28×28 field), not the thin gap.
+    assert float((steps.final > 0.5).mean()) > 0.4
+    # An upload keeps its inversion: the same picture as a photo is dark ink (the line) on light paper.
+    uploaded = preprocess.image_to_mnist(np.asarray(picture.convert("RGB")))
+    assert float((uploaded > 0.5).mean()) < 0.1
