@@ -106,16 +106,18 @@ def cell_by_cell(image: np.ndarray, kernel: np.ndarray, padding: str, stride: in
                           signed=True)
     with relu_col:
         explain_conv.grid(small_after, signed=not use_relu,
-                          title="after ReLU: negatives become 0" if use_relu else "no ReLU: negatives stay")
+                          title="after ReLU: negatives → 0" if use_relu else "no ReLU: negatives stay")
     with pooled_col:
         if pool_size > min(small_after.shape):
             st.info(f"A {pool_size}×{pool_size} pool does not fit this {small_after.shape[0]}×"
                     f"{small_after.shape[1]} output; pick a smaller pool size.")
         else:
             dropped = small_after.shape[0] % pool_size
-            note = f" (the last {dropped} row(s) and column(s) are dropped)" if dropped else ""
+            # A short title: a title wider than its chart squeezes the cells away.
             explain_conv.grid(pool(small_after, pool_kind, pool_size), signed=not use_relu,
-                              title=f"{POOL_WORDS[pool_kind]} pool {pool_size}×{pool_size}{note}")
+                              title=f"{POOL_WORDS[pool_kind]} pool {pool_size}×{pool_size}")
+            if dropped:
+                st.caption(f"The last {dropped} row(s) and column(s) do not fill a window and are dropped.")
 
 
 @st.fragment

@@ -103,7 +103,8 @@ def test_playground_cell_by_cell_follows_padding_stride_relu_and_pooling(open_pa
     first = _formula(at, "output[0, 0]")
     assert first.startswith("output[0, 0] = (0.00×0) + (0.00×0) + (0.00×0)")  # the zero padding row
     titles = _chart_titles(at)
-    assert "output (same, stride 1)" in titles and "max pool 2×2 (the last 1 row(s) and column(s) are dropped)" in titles
+    assert "output (same, stride 1)" in titles and "max pool 2×2" in titles
+    assert "The last 1 row(s) and column(s) do not fill a window and are dropped." in texts(at)
 
     at.segmented_control(key="playground-stride").set_value(2).run()
     at.slider(key="playground-position").set_value(6).run()  # 4×4 output: row 1, column 1 reads small[2, 2]

@@ -166,7 +166,7 @@ def show_part(part: ChannelPart, window: tuple[int, int, int, int], decimals: in
         if part.below is not None and max(part.below.shape) <= 32:
             numbers = max(part.below.shape) <= 9
             grid(part.below, title=f"{part.label} {WORDS['window']}".strip(), highlight=window, decimals=decimals,
-                 numbers=numbers, cell_px=CELL_PX if numbers else max(6, 168 // max(part.below.shape)),
+                 numbers=numbers, cell_px=CELL_PX if numbers else max(4, 140 // max(part.below.shape)),
                  key=f"{key}-below")
         else:
             grid(part.patch, title=f"{part.label} {WORDS['window']}".strip(), decimals=decimals, key=f"{key}-patch")

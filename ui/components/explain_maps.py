@@ -39,17 +39,16 @@ def show(name: str, model, image: np.ndarray, probabilities: np.ndarray, class_n
         "(SmoothGrad × input): how much each pixel's ink pushed the class's score up (red) or down (blue)."
     )
     columns = st.columns(2, gap="large")
-    for column, target, role in zip(columns, (top, runner_up), ("what argued for", "what argued for"),
-                                    strict=True):
+    for column, target in zip(columns, (top, runner_up), strict=True):
         occlusion = explain_cache.occlusion(name, model, image, target)
         saliency = explain_cache.saliency(name, model, image, target)
         with column:
             label = class_names[target]
-            st.markdown(f"**{role} {label}** ({probabilities[target]:.1%})"
+            st.markdown(f"**what argued for {label}** ({probabilities[target]:.1%})"
                         + (" · the answer" if target == top else " · the runner-up"))
             left, right = st.columns(2)
             drop = float(occlusion.max())
             left.image(images.png(overlay(image, occlusion)), output_format="PNG",
-                       caption=f"occlusion: hiding the reddest patch costs {drop:.1%}")
+                       caption=f"occlusion: hiding pixels here cost up to {drop:.1%}")
             right.image(images.png(overlay(image, saliency)), output_format="PNG",
                         caption="saliency: red pushed the score up")

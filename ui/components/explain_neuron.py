@@ -83,9 +83,10 @@ def _receptive_field(model, infos, trace, image: np.ndarray) -> None:
     for thickness in range(2):
         picture[[top + thickness, bottom - 1 - thickness], left:right] = images.ACCENT_RGB
         picture[top:bottom, [left + thickness, right - 1 - thickness]] = images.ACCENT_RGB
-    st.image(images.png(picture), output_format="PNG",
-             caption=f"sees input rows {box.top}–{box.bottom - 1}, columns {box.left}–{box.right - 1} "
-                     f"({box.height}×{box.width} pixels)")
+    picture_col, words_col = st.columns([1, 3], vertical_alignment="center")
+    picture_col.image(images.png(picture), output_format="PNG")
+    words_col.markdown(f"This unit sees input rows {box.top}–{box.bottom - 1}, columns {box.left}–{box.right - 1}: "
+                       f"**{box.height}×{box.width} pixels** of the image (its receptive field, outlined).")
     growth = []
     for info in infos:
         if info.kind in ("conv2d", "maxpool", "avgpool"):
@@ -93,7 +94,7 @@ def _receptive_field(model, infos, trace, image: np.ndarray) -> None:
             field = explain.receptive_field(model, info.index, h // 2, w // 2)
             growth.append(f"{info.name} {field.height}×{field.width}")
     if growth:
-        st.caption("What one unit sees grows layer by layer: " + " → ".join(growth))
+        words_col.caption("What one unit sees grows layer by layer: " + " → ".join(growth))
 
 
 def _conv(trace, outputs, image: np.ndarray) -> None:
@@ -194,10 +195,10 @@ def show(model, infos, outputs, image: np.ndarray, class_names: Sequence[str]) -
                "layer and see them all.")
     info, row, col, channel = pick(infos, outputs, class_names)
     trace = explain.neuron_trace(model, image, info.index, row, col, channel)
-    field_col, detail_col = st.columns([1, 3], gap="large")
-    with field_col:
+    # The receptive field above the arithmetic, not beside it: the grids need the page's full width.
+    with st.container(key="explain-field"):
         _receptive_field(model, infos, trace, image)
-    with detail_col:
+    with st.container(key="explain-detail"):
         if trace.kind == "conv2d":
             _conv(trace, outputs, image)
         elif trace.kind in ("maxpool", "avgpool"):

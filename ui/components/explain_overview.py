@@ -13,7 +13,7 @@ import streamlit as st
 from ui import images
 
 LAYER_KEY = "explain-layer"
-PER_ROW = 7
+PER_ROW = 6
 SKIPPED = ("dropout",)  # they pass everything through at prediction time
 
 
@@ -35,7 +35,7 @@ def show(infos, outputs: Sequence[np.ndarray | None], probabilities: np.ndarray,
          image: np.ndarray) -> None:
     st.subheader("The network at a glance")
     st.caption("Left to right: what each layer makes of this image (a few channels each, with its output shape), "
-               "ending in the class probabilities. **Open** a layer to take one of its numbers apart below.")
+               "ending in the class probabilities. The magnifier under a layer opens it below, to take one of its numbers apart.")
     shown = [info for info in infos if info.kind not in SKIPPED]
     cells = [("input", "28×28 image", images.enlarge(image, 72, frame=True), None), *[
         (info.name, "×".join(map(str, info.output_shape)), thumbnail(outputs[info.index]), info)
@@ -47,10 +47,10 @@ def show(infos, outputs: Sequence[np.ndarray | None], probabilities: np.ndarray,
         columns = st.columns(PER_ROW)
         for column, (name, shape, picture, info) in zip(columns, row, strict=False):
             with column:
-                st.image(images.png(picture), caption=f"{name} · {shape} →", output_format="PNG")
+                st.image(images.png(picture), caption=f"{name} {shape} →", output_format="PNG")
                 if info is not None and info.explainable:
-                    st.button("Open", key=f"explain-open-{info.index}", on_click=_open, args=(info.index,),
-                              width="stretch")
+                    st.button("", icon=":material/zoom_in:", key=f"explain-open-{info.index}", on_click=_open,
+                              args=(info.index,), help=f"Open {name} below", width="stretch")
         if last_row:
             with columns[len(row)] if len(row) < PER_ROW else st.container():
                 head = shown[-1] if shown else None
@@ -58,5 +58,5 @@ def show(infos, outputs: Sequence[np.ndarray | None], probabilities: np.ndarray,
                          for i, p in sorted(enumerate(probabilities), key=lambda item: -item[1])[:3]]
                 st.markdown("**probabilities**  \n" + "  \n".join(lines))
                 if head is not None and head.explainable:
-                    st.button("Open", key=f"explain-open-{head.index}", on_click=_open, args=(head.index,),
-                              width="stretch")
+                    st.button("", icon=":material/zoom_in:", key=f"explain-open-{head.index}", on_click=_open,
+                              args=(head.index,), help=f"Open {head.name} below", width="stretch")
