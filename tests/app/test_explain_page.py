@@ -148,3 +148,23 @@ def test_draw_compares_two_models_on_one_drawing(open_page, fake_canvas, second_
     assert said[1].startswith("**untrained quick** says")
     captions = [image.proto.imgs[0].caption for image in at.image]
     assert sum(caption.startswith("saliency for") for caption in captions) == 2
+
+
+def test_a_model_without_convolutions_and_the_fashion_model_are_explained_too(open_page):
+    from cnn_core.engine.models import build_model
+    from cnn_core.engine.specs import Dense, Experiment, Flatten, ModelSpec, TrainingConfig
+    from cnn_core.service.persistence import ModelBundle
+
+    spec = ModelSpec((Flatten(), Dense(16), Dense(10, "softmax")), name="dense_only")
+    experiment = Experiment(spec, TrainingConfig(dataset="fashion_mnist"))
+    at = open_page("explain")
+    at.session_state["app_state"].add_model(ModelBundle(build_model(spec), experiment, name="dense only"))
+    at.run()
+    assert not at.exception
+    assert at.session_state["app_state"].active_model == "dense only"
+    # No convolution: the neuron view starts at the first dense layer, which sees the whole image.
+    assert at.selectbox(key="explain-layer").value == 2
+    assert "**28×28 pixels**" in texts(at) and CHECK in texts(at)
+    at.selectbox(key="explain-model-dense only").set_value("Default Fashion-MNIST model").run()
+    assert not at.exception
+    assert CHECK in texts(at) and "**what argued for" in texts(at)

@@ -40,9 +40,12 @@ def pick(infos, outputs: Sequence[np.ndarray | None], class_names: Sequence[str]
     """The layer, row, column and channel the learner chose."""
     choices = [info for info in infos if info.explainable]
     by_index = {info.index: info for info in choices}
-    if st.session_state.get(LAYER_KEY) not in by_index:
-        first_conv = next((info.index for info in choices if info.kind == "conv2d"), choices[0].index)
-        st.session_state[LAYER_KEY] = first_conv
+    # Another model (another list of layers) starts again at its first convolution, or first dense layer.
+    layout = tuple((info.name, info.output_shape) for info in choices)
+    if st.session_state.get(f"{LAYER_KEY}-layout") != layout or st.session_state.get(LAYER_KEY) not in by_index:
+        st.session_state[f"{LAYER_KEY}-layout"] = layout
+        st.session_state[LAYER_KEY] = next(
+            (info.index for kind in ("conv2d", "dense") for info in choices if info.kind == kind), choices[0].index)
     index = st.selectbox("Layer", list(by_index), key=LAYER_KEY, format_func=lambda i: _label(by_index[i]))
     info = by_index[index]
     shape = info.output_shape
