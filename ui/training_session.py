@@ -34,6 +34,23 @@ def model_name(result: TrainingResult) -> str:
     return f"{experiment.model.name} on {dataset} ({result.test_accuracy:.1%}{stopped})"
 
 
+def _keep_evaluation(state: AppState, name: str, result: TrainingResult) -> None:
+    """The run already predicted the whole test set; keep that, so Evaluate opens without predicting again."""
+    if result.test_probabilities is None:
+        return
+    from cnn_core.engine import evaluation
+    from ui import loaders
+
+    data = loaders.dataset(result.experiment.training.dataset)
+    try:
+        state.evaluations[name] = evaluation.from_probabilities(
+            result.test_probabilities, data.y_test, data.class_names
+        )
+    except ValueError:
+        # More outputs than the dataset has classes: the Evaluate page scores such a model itself.
+        return
+
+
 def collect(state: AppState, job: TrainingJob) -> str | None:
     """Add a finished job's model to the session (made active) and record the run; returns the model name.
 
@@ -59,6 +76,7 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         model=result.model, experiment=result.experiment, metrics=metrics, name=model_name(result),
         source="trained",
     ))
+    _keep_evaluation(state, name, result)
     experiment = result.experiment
     state.add_run(
         RunRecord(

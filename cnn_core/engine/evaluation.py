@@ -100,6 +100,22 @@ def evaluate(
             )
         chunks.append(chunk)
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
+    return from_probabilities(probabilities, labels, dataset.class_names)
+
+
+def from_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_names) -> Evaluation:
+    """Score probabilities already computed for the first images of `labels` (a run's own test pass).
+
+    Fewer probabilities than labels is an evaluation stopped by its time budget (`complete` False).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = len(class_names)
+    if probabilities.ndim != 2 or probabilities.shape[1] != num_classes or len(probabilities) > len(labels):
+        raise ValueError(
+            f"Expected probabilities of shape {(len(labels), num_classes)} for {len(labels)} images, "
+            f"got {probabilities.shape}."
+        )
     predictions = probabilities.argmax(axis=1)
     requested = len(labels)
     labels = labels[: len(probabilities)]
@@ -117,7 +133,7 @@ def evaluate(
         accuracy=accuracy,
         per_class_accuracy=per_class_accuracy,
         confusion=confusion,
-        class_names=tuple(dataset.class_names),
+        class_names=tuple(class_names),
         requested=requested,
     )
 

@@ -214,6 +214,9 @@ class TrainingResult:
     seconds: float
     # What training computed in; the model handed over always predicts in float32.
     precision: str = "float32"
+    # The model's class probabilities for every test image (N, classes), float32, from the test
+    # evaluation: the Evaluate page shows them without predicting the 10,000 images again.
+    test_probabilities: np.ndarray | None = field(default=None, repr=False)
 
 
 class TrainingDiverged(UserError):
@@ -530,7 +533,10 @@ def train(
             f"the best validation accuracy ({callback.best_val_accuracy:.2%})."
         )
     model = to_float32(model, config)
-    test_loss, test_accuracy = classifier_score(model, data.x_test, data.y_test)
+    from cnn_core.engine.inference import Predictor
+
+    test_probabilities = Predictor(model).predict_batch(data.x_test)
+    test_loss, test_accuracy = classifier_score(test_probabilities, data.y_test)
 
     reason: StopReason
     if callback.target_reached:
@@ -572,20 +578,18 @@ def train(
         message=message,
         seconds=seconds,
         precision=precision,
+        test_probabilities=test_probabilities,
     )
 
 
-def classifier_score(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(cross-entropy loss, accuracy) of a classifier on (x, y), as Keras' evaluate computes them.
+def classifier_score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of class probabilities against labels, as Keras' evaluate computes them.
 
-    Through a `Predictor` (one traced function, big batches) rather than `model.evaluate`, which
-    builds a data pipeline and needs a compiled model: a float32 copy of a bfloat16 run is not.
+    The probabilities come from a `Predictor` (one traced function, big batches) rather than
+    `model.evaluate`, which builds a data pipeline on every call; they are kept for the Evaluate page.
     """
     import numpy as np
 
-    from cnn_core.engine.inference import Predictor
-
-    probabilities = Predictor(model).predict_batch(x)
     labels = np.asarray(y, dtype=np.int64)
     picked = probabilities[np.arange(len(labels)), labels]
     # Keras clips probabilities to [epsilon, 1 - epsilon] before the logarithm; so do we.

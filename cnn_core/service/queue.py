@@ -20,16 +20,17 @@ on 500-2,000 MNIST images, RSS of the server process after each job):
   NumPy arrays leaks 4.6 MiB per new model, ``train_on_batch`` too; ``run_eagerly=True`` does
   not leak but fits 2-2.3× slower. The memory goes with each model's traced ``tf.function``
   (the upstream issue keras-team/keras#17458). Threads themselves add nothing.
-* ``process`` (the host default): each run trains in a worker process started with "spawn",
+* ``process`` (the default, local and host): each run trains in a worker process started with "spawn",
   reused for `settings.jobs_per_worker` runs and then replaced, so the leak is returned to the
   system. 16 runs grew the server by 13 MiB in all (loading each trained model back), while a
   worker's RSS went from ~1,030 to ~1,140 MiB before it was replaced. The price: a worker's
   first run waits for it to import TensorFlow and load the data (4-13 s on this shared box;
-  `prewarm()` hides it), each worker holds its own runtime and dataset (~1.1 GiB; idle workers exit after
+  `prewarm()`, called when a learner opens the Train page, hides it and warms TensorFlow up), each worker holds its own runtime and dataset (~1.1 GiB; idle workers exit after
   WORKER_IDLE_S), and the model travels back as .keras bytes. A worker killed for memory
   fails its run with a message instead of taking the whole server down.
-* ``thread`` (the local default): one learner, a few dozen runs, no start-up wait; the leak
-  is a few hundred MiB per session at worst.
+* ``thread`` (``CNN_JOB_RUNNER=thread``): no worker process and no start-up wait, but the leak
+  stays in the server: ~34 MiB per finished run in local mode (bench/memory_jobs.py), so it is
+  no longer the default anywhere.
 
 Keras 3 keeps its global state (layer name counters, the functional-API scope) in a
 ``threading.local``, so every job thread starts with a fresh state that is freed when the
@@ -243,9 +244,11 @@ class JobQueue:
             watchdog_interval = min(max(shortest / 4, 0.05), 5.0)
         self._watchdog_interval = watchdog_interval
         self._watchdog: threading.Thread | None = None
-        # Each worker gets an equal share of the cores, so a full set of runs cannot starve the
-        # server's own threads, which answer every visitor's clicks and drawings.
-        threads = max(1, (os.cpu_count() or 1) // settings.max_concurrent_jobs)
+        # On a shared server each worker gets an equal share of the cores, so a full set of runs cannot
+        # starve the server's own threads, which answer every visitor's clicks and drawings. A learner
+        # on their own machine trains one run at a time, and it gets every core, as a thread run would.
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // settings.max_concurrent_jobs) if settings.host_mode else cores
         self._pool = _WorkerPool(threads) if settings.job_runner == "process" else None
         # Read once: the CPU does not change, and every run of this server should compute alike.
         self.precision = settings.training_precision

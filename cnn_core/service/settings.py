@@ -36,7 +36,7 @@ variable                    meaning                                             
                             owner to collect
 ``CNN_MODELS_DIR``          folder for models learners save (relative to the    saved_models  saved_models
                             repository unless absolute)
-``CNN_JOB_RUNNER``          where a run trains: ``thread`` (in the server       thread        process
+``CNN_JOB_RUNNER``          where a run trains: ``thread`` (in the server       process       process
                             process) or ``process`` (a worker process; see
                             cnn_core/service/queue.py for why)
 ``CNN_JOBS_PER_WORKER``     runs a worker process trains before it is           20            20
@@ -144,7 +144,9 @@ class Settings:
 
 def local_profile() -> Settings:
     """One learner on their own machine: the seed notebooks' full runs fit."""
-    return Settings(host_mode=False, max_concurrent_jobs=_cpu_count())
+    # Runs train in a worker process here too: in the server process Keras keeps ~34 MiB per
+    # finished run (bench/memory_jobs.py), so twenty runs would cost a learner most of a gigabyte.
+    return Settings(host_mode=False, max_concurrent_jobs=_cpu_count(), job_runner="process")
 
 
 def host_profile() -> Settings:

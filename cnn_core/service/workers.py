@@ -94,8 +94,11 @@ class _Worker:
         # Steering commands (pause, resume, learning rate) go one way, apart from the event stream.
         child_commands, self.commands = context.Pipe(duplex=False)
         self.stop = context.Event()
+        # Set once the worker has imported TensorFlow and warmed it up: it would start a run at once.
+        self.ready = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, self.stop, threads, child_commands), name="cnn-training-worker",
+            target=_worker_main, args=(child_conn, self.stop, threads, child_commands, self.ready),
+            name="cnn-training-worker",
             daemon=True,
         )
         with _without_main_module():
@@ -192,7 +195,27 @@ def _steering_thread(commands, control: training.TrainingControl, done: threadin
     return thread
 
 
-def _worker_main(conn, stop, threads: int, commands=None) -> None:
+def _warm_up() -> None:
+    """Train a tiny model on a few random images, so the first real run finds TensorFlow ready.
+
+    The first `fit` in a process initialises TensorFlow's runtime, oneDNN and the function tracing
+    machinery, a second or more on a busy CPU; done here, while the learner is still editing
+    (`JobQueue.prewarm`), it no longer delays the first point of the first run's curve.
+    """
+    import numpy as np
+
+    from cnn_core.engine.datasets import CLASS_NAMES, Dataset
+    from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
+
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 28, 28, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, 64)
+    data = Dataset("mnist", images, labels, images[:32], labels[:32], CLASS_NAMES["mnist"])
+    spec = ModelSpec((Conv2D(4, 3), MaxPool(2), Flatten(), Dense(10, "softmax")), name="warm_up")
+    training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data)
+
+
+def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
     """The worker process: receive (experiment, dataset or None, max_params, precision, options), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -200,6 +223,13 @@ def _worker_main(conn, stop, threads: int, commands=None) -> None:
     # Must happen before TensorFlow creates its thread pools, i.e. before the first operation.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        _warm_up()
+    except Exception:
+        # Only a head start: a worker that cannot warm up still trains, just slower the first time.
+        logger.exception("Warming up worker process %s failed.", os.getpid())
+    if ready is not None:
+        ready.set()
     while True:
         try:
             message = conn.recv()

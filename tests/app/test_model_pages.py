@@ -55,6 +55,33 @@ def test_clear_empties_the_same_canvas(open_page, fake_canvas):
     assert "Draw a digit on the black square" in texts(at)
 
 
+def test_clear_blanks_the_page_before_the_canvas_sends_its_empty_picture(open_page, fake_canvas, monkeypatch):
+    # The real component keeps reporting the old drawing until it has redrawn itself, a second or
+    # so after Clear; the page must not show the old prediction meanwhile.
+    from ui.components import canvas as canvas_component
+
+    lagging = {"image": drawing("7")}
+
+    def render(*, key, stroke_width, size, clears):
+        return lagging["image"]
+
+    monkeypatch.setattr(canvas_component, "render", render)
+    at = open_page("draw")
+    assert at.metric[0].value == "7"
+    at.button(key="draw-clear").click().run()
+    assert not at.metric
+    assert "Draw a digit on the black square" in texts(at)
+    at.run()  # another rerun with the old picture still reported
+    assert not at.metric
+    # The component catches up with an empty canvas, then the learner draws again.
+    lagging["image"] = np.zeros((280, 280, 4), dtype=np.uint8)
+    at.run()
+    assert not at.metric
+    lagging["image"] = drawing("1")
+    at.run()
+    assert at.metric[0].value == "1"
+
+
 @_needs_default("fashion_mnist")
 def test_a_fashion_model_offers_test_images_instead_of_drawing(open_page, fake_canvas):
     at = open_page("draw")

@@ -71,6 +71,10 @@ def test_a_small_run_trains_and_becomes_the_active_model(open_page):
     assert len(state.runs[-1].history) == 1
     assert "Finished the 1 epoch." in texts(at)
     assert at.get("download_button")
+    # The run's own test pass is kept, so the Evaluate page has nothing left to predict.
+    assert state.evaluations[name].accuracy == state.runs[-1].test_accuracy
+    # It trained in a worker process (the local default), so the server keeps no Keras leftovers.
+    assert job.worker_pid is not None and job.worker_pid != os.getpid()
 
     # Saving by name writes the bundle into the configured models folder.
     at.text_input(key="train-run-save-name").set_value("my_first_cnn").run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 import threading
@@ -135,9 +136,28 @@ def render(*, key: str, stroke_width: int, size: int, clears: int) -> np.ndarray
         return None
 
 
+def _fingerprint(image: np.ndarray | None) -> str | None:
+    return None if image is None else hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
+
+
 def show(*, key: str, stroke_width: int = 18, size: int = CANVAS_SIZE, clears: int = 0) -> np.ndarray | None:
     """A white-on-black drawing area, like an MNIST digit; returns RGBA pixels or None while empty.
 
-    Raise `clears` to empty the canvas.
+    Raise `clears` to empty the canvas. The page goes blank at once: until the component has
+    redrawn itself and sent its empty picture (a second or so later), it still reports the drawing
+    made before Clear, and that drawing is not shown again.
     """
-    return render(key=key, stroke_width=stroke_width, size=size, clears=clears)
+    import streamlit as st
+
+    image = render(key=key, stroke_width=stroke_width, size=size, clears=clears)
+    seen = st.session_state.setdefault(f"{key}-clears-seen", clears)
+    if seen != clears:
+        st.session_state[f"{key}-clears-seen"] = clears
+        st.session_state[f"{key}-before-clear"] = _fingerprint(image)
+    stale = st.session_state.get(f"{key}-before-clear")
+    if stale is not None:
+        if _fingerprint(image) == stale:
+            return None
+        # Anything else (the empty canvas, a new stroke) means the component has caught up.
+        st.session_state[f"{key}-before-clear"] = None
+    return image

@@ -152,6 +152,9 @@ def show(key: str, experiment: Experiment | None) -> None:
     if job is not None and job.is_active:
         live_training.show(job, key=key)
         return
+    # A worker process starts (and warms TensorFlow up) while the learner is still editing, so Start
+    # does not wait for it; a no-op when an idle worker exists or runs train in threads.
+    loaders.job_queue().prewarm()
     st.button(
         "Start training", key=f"{key}-start", type="primary", disabled=experiment is None,
         on_click=_start, args=(experiment,), help=None if experiment else "Fix the problems above first.",

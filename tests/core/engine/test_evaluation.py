@@ -123,3 +123,17 @@ def test_batch_size_follows_the_cost_per_image():
     assert batch_size_for(100e6) == 64
     assert batch_size_for(1e6) == 1000
     assert batch_size_for(3e9) == 16 and batch_size_for(None) == 16
+
+
+def test_probabilities_computed_elsewhere_score_the_same():
+    from cnn_core.engine.evaluation import from_probabilities
+
+    dataset = make_dataset()
+    computed = evaluate(fake_predict, dataset)
+    given = from_probabilities(fake_predict(dataset.x_test), LABELS, CLASSES)
+    assert given.accuracy == pytest.approx(7 / 12)
+    np.testing.assert_array_equal(given.confusion, computed.confusion)
+    np.testing.assert_array_equal(given.predictions, computed.predictions)
+    assert given.class_names == CLASSES and given.complete
+    with pytest.raises(ValueError, match=r"Expected probabilities of shape \(12, 3\)"):
+        from_probabilities(np.zeros((12, 4), np.float32), LABELS, CLASSES)

@@ -335,6 +335,11 @@ def test_a_bfloat16_run_says_so_and_hands_over_a_float32_model(small):
     assert accuracy == pytest.approx(result.test_accuracy, abs=1e-6)
     assert loss == pytest.approx(result.test_loss, rel=1e-4)
     assert result.test_accuracy > 0.5
+    # The test pass's probabilities come along, for the Evaluate page.
+    assert result.test_probabilities.shape == (len(small.y_test), 10)
+    assert result.test_probabilities.dtype == np.float32
+    accuracy_from_probabilities = np.mean(result.test_probabilities.argmax(axis=1) == small.y_test)
+    assert accuracy_from_probabilities == pytest.approx(result.test_accuracy)
     recorder = ProgressRecorder()
     for event in events:
         recorder(event)

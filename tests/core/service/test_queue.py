@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import signal
@@ -444,6 +445,30 @@ def _pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_prewarmed_worker_is_warm_before_the_first_run_and_gets_every_core_locally():
+    from cnn_core.service.settings import local_profile
+
+    settings = dataclasses.replace(local_profile(), max_concurrent_jobs=2)
+    queue = JobQueue(settings, dataset_loader=lambda name: TINY)
+    try:
+        assert queue._pool is not None and queue._pool._threads == (os.cpu_count() or 1)
+        queue.prewarm()
+        (worker,) = queue._pool._idle
+        # Imported TensorFlow and trained its warm-up model without being asked to train anything.
+        assert worker.ready.wait(timeout=240)
+        queue.prewarm()
+        assert queue._pool.idle_pids == [worker.pid]
+        job = queue.submit(_experiment(), owner="first-run")
+        assert job.wait(timeout=120) and job.state == "finished", job.error
+        assert job.worker_pid == worker.pid
+    finally:
+        queue.shutdown(timeout=60)
+    # On a shared server a worker gets its share of the cores instead.
+    host = JobQueue(Settings(host_mode=True, job_runner="process", max_concurrent_jobs=2))
+    assert host._pool._threads == max(1, (os.cpu_count() or 1) // 2)
+    host.shutdown()
 
 
 def test_the_process_runner_leaves_the_bundled_dataset_to_its_worker(monkeypatch):
