@@ -15,7 +15,7 @@ def _live_progress(precision: str) -> None:
     recorder = ProgressRecorder()
     recorder(TrainStarted(epochs=2, steps_per_epoch=10, train_size=1000, val_size=0, params=100, precision=precision))
     recorder(BatchEnded(epoch=0, step=3, steps_per_epoch=10, loss=1.2, accuracy=0.6))
-    job = SimpleNamespace(state="running", queue_position=None)
+    job = SimpleNamespace(state="running", queue_position=None, service_unavailable=False)
     live_training._progress(job, recorder.snapshot())
 
 
