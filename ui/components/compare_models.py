@@ -15,7 +15,7 @@ CHART = {
     "height": 220,
     "mark": {"type": "bar", "cornerRadiusEnd": 2},
     "encoding": {
-        "y": {"field": "class", "type": "nominal", "sort": None, "title": None},
+        "y": {"field": "class", "type": "nominal", "sort": None, "title": None, "axis": {"labelOverlap": False}},
         "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]},
               "axis": {"format": "%"}, "title": None},
         "color": {"condition": {"test": "datum['most likely']", "value": "#e4572e"}, "value": "#9db4d6"},
