@@ -32,6 +32,7 @@ BENCHMARKS = [
     "bench.classroom_load",
     "bench.drawn_digits",
     "bench.handwriting_styles",
+    "bench.finetune",
     "bench.training_overhead",
     "bench.quick_preset",
     "bench.training_speed",
