@@ -47,6 +47,10 @@ def test_explain_page_shows_maps_overview_and_a_neuron_that_matches_the_model(op
     assert sum_line.endswith(f"= **{trace.preactivation - trace.bias:.2f}**")
     assert f"= **{trace.preactivation:.2f}**" in texts(at)
     assert CHECK in texts(at)
+    # The default model normalises after each convolution: that step follows, with its own numbers.
+    norm = explain.neuron_trace(model, image, layer + 1, 4, 9, 5)
+    assert f"then {model.layers[layer + 1].name}, its own step: {trace.value:.4f} ×" in texts(at)
+    assert f"= **{norm.value:.4f}**" in texts(at)
 
 
 def test_the_softmax_unit_shows_its_logits_and_probability(open_page):

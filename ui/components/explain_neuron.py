@@ -100,7 +100,7 @@ def _receptive_field(model, infos, trace, image: np.ndarray) -> None:
         words_col.caption("What one unit sees grows layer by layer: " + " → ".join(growth))
 
 
-def _conv(trace, outputs, image: np.ndarray) -> None:
+def _conv(model, infos, trace, outputs, image: np.ndarray) -> None:
     below = image if trace.input_layer_index == -1 else outputs[trace.input_layer_index]
     below = below if below.ndim == 3 else below[..., np.newaxis]
     parts = [
@@ -130,6 +130,11 @@ def _conv(trace, outputs, image: np.ndarray) -> None:
                          "tooltip": [{"field": "channel"}, {"field": "adds", "format": ".3f"}]},
         }, width="stretch")
     explain_conv.show(explanation, key="explain-conv")
+    following = next((info for info in infos if info.index == trace.layer_index + 1), None)
+    if following is not None and following.kind == "batchnorm":
+        step = explain.neuron_trace(model, image, following.index, trace.row, trace.col, trace.channel)
+        st.markdown(f"then {following.name}, its own step: {step.patch[0]:.4f} × {step.weights[0]:.4f} + "
+                    f"{step.bias:.4f} = **{step.value:.4f}** (open it for where the two numbers come from)")
 
 
 def _pool(trace, outputs, image: np.ndarray) -> None:
@@ -203,7 +208,7 @@ def show(model, infos, outputs, image: np.ndarray, class_names: Sequence[str]) -
         _receptive_field(model, infos, trace, image)
     with st.container(key="explain-detail"):
         if trace.kind == "conv2d":
-            _conv(trace, outputs, image)
+            _conv(model, infos, trace, outputs, image)
         elif trace.kind in ("maxpool", "avgpool"):
             _pool(trace, outputs, image)
         elif trace.kind == "batchnorm":
