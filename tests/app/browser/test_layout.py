@@ -1,0 +1,174 @@
+"""Issue #13 in a real browser: layouts that fit from 1400 px to a 400 px phone, a canvas toolbar that cannot
+break drawing, a clickable confusion matrix, and an app that asks nothing of the internet."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+
+from cnn_core.service import persistence
+from tests.app.browser.conftest import screenshot
+from tests.app.browser.harness import draw_stroke, wait_until_idle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (persistence.MODELS_DIR / "default_mnist.keras").exists(),
+                       reason="the default models are missing; create them with `make models`"),
+]
+
+SEVEN = [(70, 50), (210, 50), (120, 240)]
+WIDTHS = {"desktop": (1400, 900), "laptop": (1024, 768), "small": (800, 900), "phone": (400, 800)}
+
+
+@pytest.fixture
+def sized_page(browser, app_url):
+    contexts = []
+
+    def open_at(width: int, height: int):
+        context = browser.new_context(viewport={"width": width, "height": height}, base_url=app_url)
+        contexts.append(context)
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        return tab
+
+    yield open_at
+    for context in contexts:
+        context.close()
+
+
+def canvas_of(page):
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    return canvas
+
+
+def visible_box(locator) -> dict:
+    """The part of an element that is not cut off by an ancestor that clips (overflow hidden/auto)."""
+    return locator.evaluate(
+        """element => {
+            let r = element.getBoundingClientRect();
+            let box = {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+            for (let node = element.parentElement; node; node = node.parentElement) {
+                const style = getComputedStyle(node);
+                if (style.overflowX !== 'visible' || style.overflowY !== 'visible') {
+                    const c = node.getBoundingClientRect();
+                    box = {left: Math.max(box.left, c.left), top: Math.max(box.top, c.top),
+                           right: Math.min(box.right, c.right), bottom: Math.min(box.bottom, c.bottom)};
+                }
+                if (node.getRootNode() !== document && !node.parentElement) node = node.getRootNode().host;
+            }
+            return {width: box.right - box.left, height: box.bottom - box.top, left: box.left, right: box.right};
+        }"""
+    )
+
+
+@pytest.mark.parametrize("size", list(WIDTHS))
+def test_the_whole_canvas_is_visible_and_the_guess_is_right_under_it(sized_page, size):
+    width, height = WIDTHS[size]
+    page = sized_page(width, height)
+    page.goto("/draw")
+    wait_until_idle(page)
+    canvas = canvas_of(page)
+    # Before, at 800 px: the column was ~220 px wide and hid the right part of the 280 px canvas.
+    shown = visible_box(canvas)
+    assert shown["width"] >= 279 and shown["height"] >= 279, shown
+    assert shown["right"] <= width
+    draw_stroke(page, canvas, SEVEN)
+    prediction = page.locator('[data-testid="stMetricValue"]').first
+    prediction.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert prediction.inner_text().strip() == "7"
+    # No scrolling after a stroke, on a phone too: the canvas and the guess are on screen together.
+    canvas_box, guess_box = canvas.bounding_box(), prediction.bounding_box()
+    assert canvas_box["y"] >= 0 and guess_box["y"] + guess_box["height"] <= height, (canvas_box, guess_box)
+    assert guess_box["y"] - (canvas_box["y"] + canvas_box["height"]) < 120
+    # Buttons keep their labels ("C.." before).
+    clear = page.get_by_role("button", name="Clear")
+    assert clear.evaluate("b => b.scrollWidth <= b.clientWidth") and clear.inner_text().strip() == "Clear"
+    assert page.get_by_text("lift the mouse").count() == 0
+    screenshot(page, f"layout-draw-{width}")
+
+
+def test_the_canvas_toolbar_keeps_undo_but_not_edit(sized_page):
+    page = sized_page(1400, 900)
+    page.goto("/draw")
+    wait_until_idle(page)
+    canvas = canvas_of(page)
+    canvas.hover()
+    page.wait_for_timeout(500)
+    # Before: the toolbar's pencil switched to selecting strokes, and strokes then drew nothing.
+    assert page.locator('button[aria-label="Undo"]').is_visible()
+    for hidden in ("Edit", "Reset canvas & history", "Update the app with this drawing"):
+        assert not page.locator(f'button[aria-label="{hidden}"]').is_visible(), hidden
+    draw_stroke(page, canvas, SEVEN)
+    page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=60_000)
+
+
+@pytest.mark.parametrize("width", [1400, 1024, 800, 400])
+def test_the_playground_kernel_shows_its_numbers(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/playground")
+    wait_until_idle(page)
+    cells = page.locator('[class*="st-key-playground-kernel-row-"] input')
+    cells.nth(8).wait_for()
+    assert cells.count() == 9
+    for index in range(9):
+        cell = cells.nth(index)
+        # Before, at 800 px: boxes ~30 px wide with no number visible.
+        assert cell.evaluate("i => i.clientWidth >= 40 && i.scrollWidth <= i.clientWidth + 1"), index
+        assert visible_box(cell)["width"] >= 40, index
+    screenshot(page, f"layout-playground-{width}")
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_train_page_keeps_its_buttons_whole(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/train")
+    wait_until_idle(page)
+    edit = page.get_by_role("button", name="Edit").first
+    assert edit.evaluate("b => b.scrollWidth <= b.clientWidth")
+    assert visible_box(edit)["width"] >= 40
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, f"layout-train-{width}")
+
+
+def test_clicking_a_confusion_matrix_cell_opens_its_images(sized_page):
+    page = sized_page(1400, 1000)
+    page.goto("/evaluate")
+    wait_until_idle(page)
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    chart.scroll_into_view_if_needed()
+    true_box = page.get_by_role("combobox", name="True class")
+    predicted_box = page.get_by_role("combobox", name="Predicted as")
+    before = (true_box.input_value(), predicted_box.input_value())
+    plot = chart.locator("g.mark-rect path").first.evaluate(
+        "p => { const r = p.closest('g.mark-rect').getBoundingClientRect();"
+        " return {x: r.x, y: r.y, width: r.width, height: r.height}; }"
+    )
+    # The cell of true 7 predicted as 1 (column 1 of 10, row 7 of 10), off its number, then on it.
+    for inside in (0.2, 0.5):
+        page.mouse.click(plot["x"] + plot["width"] * (1 + inside) / 10, plot["y"] + plot["height"] * (7 + inside) / 10)
+        wait_until_idle(page)
+        # Before: the matrix was a picture; only the two boxes chose a cell.
+        assert (true_box.input_value(), predicted_box.input_value()) == ("7", "1"), before
+        page.mouse.click(plot["x"] + plot["width"] * 0.2 / 10, plot["y"] + plot["height"] * 0.2 / 10)
+        wait_until_idle(page)
+        assert (true_box.input_value(), predicted_box.input_value()) == ("0", "0")
+    assert page.get_by_text("correct answers").count() == 1
+    screenshot(page, "evaluate-clicked")
+
+
+def test_nothing_is_fetched_from_the_internet(sized_page, app_url):
+    page = sized_page(1400, 900)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    for path in ["", "draw", "train", "feature_maps", "evaluate", "runs", "playground", "datasets", "exercises"]:
+        page.goto(f"/{path}")
+        wait_until_idle(page)
+    own = urlparse(app_url).hostname
+    outside = {url for url in requests
+               if not url.startswith(("data:", "blob:")) and urlparse(url).hostname not in (own, "localhost")}
+    # Before: the page icon came from fonts.gstatic.com.
+    assert not outside, sorted(outside)
+    assert len(requests) > 20
