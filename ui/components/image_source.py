@@ -55,9 +55,11 @@ def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         if isinstance(error, UserError):
             raise
-        # PIL's text names a Python object (<_io.BytesIO object at 0x…>); the type says enough.
-        raise UserError(f"Could not read that file as a picture ({type(error).__name__}); "
-                        "upload a PNG or JPEG.") from None
+        if isinstance(error, Image.DecompressionBombError):
+            raise UserError("That picture has too many pixels; upload a smaller photo.") from None
+        # PIL's text names a Python object (<_io.BytesIO object at 0x…>) and its type names a class: say it in words.
+        raise UserError("That file is not a picture this app can read, or it is damaged; upload a PNG or JPEG "
+                        "photo.") from None
     image = preprocess.image_to_mnist(pixels)
     if image is None:
         raise UserError("The picture looks blank; upload one with a clear dark object on a light background "
