@@ -31,22 +31,24 @@ def _open_link(params: dict) -> None:
     state.load_experiment(experiment, locked)
     state.exercise_key = None
     # A lock must hold on a reload of any page, so the workspace keeps the signed link.
-    state.remember_link(sharing.link_params(params) if locked else None)
+    state.remember_link(sharing.link_params(params))
 
 
-# A shared link carries an experiment in the query parameters; read it once per session. Without
-# one (a reload elsewhere, a page link), the workspace's last locked link is reapplied.
+# A shared link carries an experiment in the query parameters; read it once per session. A reload
+# of the same link keeps what the learner changed since (the workspace kept the editor, locks
+# included); without an editor to restore, the workspace's last link is reapplied.
 if not state.query_loaded:
     state.query_loaded = True
     remembered = state.remembered_link()
-    if sharing.has_shared_experiment(st.query_params):
+    reloaded = state.editor_restored and sharing.link_params(st.query_params.to_dict()) == remembered
+    if sharing.has_shared_experiment(st.query_params) and not reloaded:
         try:
             _open_link(st.query_params.to_dict())
         except Exception as error:
             st.error(f"The shared link could not be loaded: {errors.message(error)}")
-            if remembered:
+            if remembered and not state.editor_restored:
                 _open_link(remembered)
-    elif remembered:
+    elif remembered and not state.editor_restored:
         _open_link(remembered)
 
 
@@ -64,7 +66,7 @@ def _leave_exercise() -> None:
 if state.locked:
     # A lock belongs to whoever made the link or the exercise: nothing here unlocks it.
     fixed = ", ".join(sharing.lock_labels(state.locked))
-    if state.exercise_key is not None and state.remembered_link() is None:
+    if state.exercise_key is not None:
         info_col, button_col = st.columns([4, 1], vertical_alignment="center")
         info_col.info(f"This setup comes from an exercise, which fixes: {fixed}.")
         button_col.button("Leave the exercise", on_click=_leave_exercise, key="train-leave-exercise",
@@ -127,3 +129,6 @@ if experiment is not None:
             st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, secret=secret))}",
                     language=None, wrap_lines=True)
         st.caption("Links are signed by this server: a link edited by hand does not open.")
+
+# A reload must find the layers and settings as they are now.
+state.save_editor()

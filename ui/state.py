@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from cnn_core.engine.specs import Experiment, Layer, TrainingConfig
+from cnn_core.engine.specs import Experiment, Layer, ModelSpec, TrainingConfig
 from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
 from cnn_core.workshop import presets
 from ui.workspace import ModelShelf
@@ -129,6 +129,8 @@ class AppState:
         active = self.workspace.meta("active_model")
         if isinstance(active, str) and active in self.model_names():
             self._active_model = active
+        self._saved_editor: dict[str, Any] | None = None
+        self.editor_restored = self._restore_editor()
         drawing = self.workspace.drawing("last.npy")
         if drawing is not None:
             try:
@@ -164,6 +166,45 @@ class AppState:
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(image, dtype=np.float32), allow_pickle=False)
             self.workspace.put_drawing("last.npy", buffer.getvalue())
+
+    def _editor_document(self) -> dict[str, Any]:
+        return {
+            "model": ModelSpec(self.layers, name=self.editor_name).to_dict(),
+            "training": self.editor_training.to_dict(),
+            "locked": sorted(self.locked),
+            "exercise": self.exercise_key,
+            "loaded_from": None if self.loaded_from is None else
+            ModelSpec(self.loaded_from[1], name=self.loaded_from[0]).to_dict(),
+        }
+
+    def save_editor(self) -> None:
+        """Keep the layers and settings being edited (and their locks) in the workspace, when they changed."""
+        document = self._editor_document()
+        if document != self._saved_editor:
+            self.workspace.put_meta("editor", document)
+            self._saved_editor = document
+
+    def _restore_editor(self) -> bool:
+        """The editor as the workspace last saw it (a reload must not undo a hand-built model); False if none."""
+        document = self.workspace.meta("editor")
+        if not isinstance(document, dict):
+            return False
+        try:
+            spec = ModelSpec.from_dict(document["model"])
+            training = TrainingConfig.from_dict(document["training"])
+            loaded = document.get("loaded_from")
+            loaded_from = None if loaded is None else ModelSpec.from_dict(loaded)
+        except (KeyError, TypeError, ValueError):
+            return False
+        self.set_layers(spec.layers)
+        self.editor_training = training
+        self.editor_name = spec.name
+        self.locked = frozenset(str(name) for name in document.get("locked") or ())
+        exercise = document.get("exercise")
+        self.exercise_key = exercise if isinstance(exercise, str) else None
+        self.loaded_from = None if loaded_from is None else (loaded_from.name, tuple(loaded_from.layers))
+        self._saved_editor = self._editor_document()
+        return True
 
     def refresh(self) -> None:
         """Read back what changed in the workspace since (another tab's models and runs)."""

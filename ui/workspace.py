@@ -280,5 +280,7 @@ def follow_address() -> AppState:
         state = st.session_state[app_state.STATE_KEY] = open_state(requested)
     keep_in_address(state)
     state.refresh()
+    # What the last run (and this run's callbacks) changed in the editor.
+    state.save_editor()
     attach_job(state)
     return state

@@ -112,3 +112,20 @@ def test_a_model_kept_by_name_is_never_pushed_out():
         add(state, f"model {number}")
     assert "favourite" in state.models and state.models.info("favourite").saved
     assert len(state.models) == MAX_SESSION_MODELS + 1
+
+
+def test_the_editor_and_its_locks_survive_a_reopen():
+    store, workspace_id = MemoryWorkspaceStore(), new_id()
+    first = AppState(workspace=Workspace(store, workspace_id))
+    experiment = presets.get("dense_baseline").experiment
+    first.load_experiment(experiment, frozenset({"layers", "learning_rate"}))
+    first.add_layer(first.layers[-1], position=1)
+    first.editor_name = "my own"
+    first.save_editor()
+
+    again = AppState(workspace=Workspace(store, workspace_id))
+    assert again.editor_restored
+    assert again.layers == first.layers and again.editor_name == "my own"
+    assert again.editor_training == experiment.training
+    assert again.locked == frozenset({"layers", "learning_rate"})
+    assert not AppState(workspace=Workspace(store, new_id())).editor_restored

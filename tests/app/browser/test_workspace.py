@@ -181,6 +181,9 @@ def test_a_running_job_reattaches_after_a_reload_and_stops(new_context):
     page.reload()
     progress.get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=60_000)
     assert workspace_of(page) == workspace
+    # The settings the run was started with are still in the form.
+    assert page.get_by_role("spinbutton", name="Epochs").input_value() == "30"
+    assert page.get_by_role("spinbutton", name="Training images").input_value() == "3000"
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
     screenshot(page, "workspace-reattached")
     page.get_by_role("button", name="Stop training").click()
