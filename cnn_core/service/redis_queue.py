@@ -260,6 +260,11 @@ class _StreamProgress:
             if not reply:
                 return
             entries = reply[0][1]
+            if self._last_id == "0-0" and decode_event(entries[0][1]).__class__ is not training.TrainStarted:
+                # The capped stream lost its beginning (a very long run): start from the kept TrainStarted.
+                started = conn.hget(run_key(self._job.id), "started_event")
+                if started:
+                    self._recorder(decode_event({"kind": "TrainStarted", "data": started}))
             for entry_id, fields in entries:
                 entry_id = _text(entry_id)
                 self._last_id = entry_id

@@ -92,6 +92,7 @@ class StreamPublisher:
     def __init__(self, conn, run_id: str):
         self._conn = conn
         self._key = rq_keys.run_key(run_id, "events")
+        self._run = rq_keys.run_key(run_id)
         self._last_sent = 0.0
 
     def __call__(self, event: training.Event) -> None:
@@ -100,7 +101,11 @@ class StreamPublisher:
             if now - self._last_sent < EVENT_INTERVAL_S:
                 return
             self._last_sent = now
-        self._conn.xadd(self._key, rq_keys.encode_event(event), maxlen=rq_keys.STREAM_MAXLEN, approximate=True)
+        encoded = rq_keys.encode_event(event)
+        if isinstance(event, training.TrainStarted):
+            # Kept beside the capped stream too, so a replay of a very long run still knows its shape.
+            self._conn.hset(self._run, "started_event", encoded["data"])
+        self._conn.xadd(self._key, encoded, maxlen=rq_keys.STREAM_MAXLEN, approximate=True)
 
 
 class _Heartbeat:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import zlib
 
 import pytest
 
@@ -86,9 +88,6 @@ def test_a_run_trains_on_a_worker_and_only_its_owner_gets_the_model(redis_url, w
     assert 0.0 <= result.test_accuracy <= 1.0
     assert job.take_result() is None  # handed once
     assert queue.active_job("alice") is None
-    # Nothing pickled: the RQ job holds the experiment as JSON.
-    payload = queue.redis.hget(f"rq:job:{job.id}", "data")
-    assert payload is None or b"Conv2D" in payload or b"conv2d" in payload.lower()
 
 
 def test_caps_are_checked_at_the_door_and_again_on_the_worker(redis_url, workers):
@@ -116,6 +115,10 @@ def test_one_run_per_owner_and_fifo_positions_across_owners(redis_url):
     with pytest.raises(ValueError, match="already have a training run queued"):
         queue.submit(_experiment("again"), owner="bob")
     assert [first.queue_position, second.queue_position, third.queue_position] == [1, 2, 3]
+    # Nothing pickled: the RQ job's payload is JSON holding the run id and the experiment's JSON.
+    func, _, args, _ = json.loads(zlib.decompress(queue.redis.hget(f"rq:job:{first.id}", "data")))
+    assert func == "cnn_core.service.rq_worker.run_job"
+    assert args == [first.id, _experiment("a").to_json()]
     second.stop()
     assert second.state == "stopped" and not second.is_active
     third.refresh()
@@ -255,3 +258,34 @@ def test_a_worker_is_replaced_after_max_jobs_runs(redis_url):
             assert job.state == "finished", job.error
             pids.append(queue.redis.hget(run_key(job.id), "worker").decode().rsplit(":", 1)[1])
         assert pids[0] != pids[1]
+
+
+def test_the_redis_url_setting_accepts_redis_urls_only():
+    from cnn_core.service.settings import load_settings
+
+    assert load_settings({"CNN_REDIS_URL": "rediss://:secret@redis.lan:6380/0"}).redis_url.startswith("rediss://")
+    assert load_settings({}).redis_url is None  # make run: no Redis
+    with pytest.raises(ValueError, match="CNN_REDIS_URL must be a Redis URL"):
+        load_settings({"CNN_REDIS_URL": "http://redis.lan"})
+
+
+def test_events_survive_the_stream_encoding():
+    events = [training.TrainStarted(2, 10, 200, 0, 6810), training.BatchEnded(0, 3, 10, 2.3, 0.1),
+              training.EpochEnded(0, 2.0, 0.3, None, None, 1.5, True)]
+    for event in events:
+        encoded = redis_queue.encode_event(event)
+        assert redis_queue.decode_event({k.encode(): v.encode() for k, v in encoded.items()}) == event
+    assert redis_queue.decode_event({b"kind": b"Unknown", b"data": b"{}"}) is None
+
+
+def test_a_replay_of_a_trimmed_stream_still_knows_the_runs_shape(redis_url):
+    queue = _queue(redis_url.replace("/0", "/5"))
+    conn = queue.redis
+    started = redis_queue.encode_event(training.TrainStarted(3, 10, 200, 0, 6810))
+    conn.hset(run_key("run-trimmed"), mapping={"owner": "max", "state": "running", "started_event": started["data"]})
+    # The stream's cap dropped TrainStarted and the first batches: it starts mid-epoch.
+    conn.xadd(run_key("run-trimmed", "events"), redis_queue.encode_event(training.BatchEnded(1, 4, 10, 0.5, 0.8)))
+    snapshot = redis_queue.RedisTrainingJob("run-trimmed", "max", queue).progress.snapshot()
+    assert (snapshot.status, snapshot.epochs, snapshot.steps_per_epoch, snapshot.epoch, snapshot.step) == (
+        "running", 3, 10, 1, 4)
+    assert snapshot.batch_loss == [0.5]
