@@ -137,3 +137,28 @@ def test_the_draw_page_survives_a_crafted_canvas_message(monkeypatch, component_
     at.switch_page("pages/draw.py").run()
     assert not at.exception
     assert any("draw again" in warning.value for warning in at.warning)
+
+
+def test_an_uploaded_picture_is_decoded_once_and_a_huge_one_never(monkeypatch):
+    import types
+
+    from bench.hostile_inputs import huge_png
+    from cnn_core.engine.errors import UserError
+    from ui.components import image_source
+
+    decoded = []
+    real = image_source.decode_upload
+    monkeypatch.setattr(image_source, "st", types.SimpleNamespace(session_state={}))
+    monkeypatch.setattr(image_source, "decode_upload", lambda data, limit: decoded.append(len(data)) or real(data, limit))
+    photo = io.BytesIO()
+    Image.fromarray(drawing("7")).convert("RGB").save(photo, format="PNG")
+    upload = types.SimpleNamespace(file_id="a", getvalue=photo.getvalue)
+    first = image_source.decoded_upload("k", upload, 10_000_000)
+    for _ in range(3):  # reruns: a slider moved, a fragment refreshed
+        assert np.array_equal(image_source.decoded_upload("k", upload, 10_000_000), first)
+    assert len(decoded) == 1 and first.shape == (28, 28)
+    bomb = types.SimpleNamespace(file_id="b", getvalue=lambda: huge_png(11_000, 11_000))
+    for _ in range(2):
+        with pytest.raises(UserError, match="121 megapixels"):
+            image_source.decoded_upload("k", bomb, 10_000_000)
+    assert len(decoded) == 2
