@@ -13,6 +13,7 @@ from cnn_core.workshop.exercises import EXERCISES
 from ui import classroom, loaders, timing
 from ui import state as app_state
 from ui.entry import start_page
+from ui.text import plain
 
 start_page()
 
@@ -26,7 +27,7 @@ def title_of(key: str) -> str:
 
 
 def instructor_view(room, key: str) -> None:
-    st.title(f"Class: {room.title}")
+    st.title(f"Class: {plain(room.title)}")
     st.caption("Your instructor view. Keep its link to yourself: anyone with it can run this class.")
     projector = st.toggle("Projector view (join code and leaderboard only)", key="class-projector")
     join_url = classroom.page_url(f"{classroom.JOIN_PARAM}={room.code}")
@@ -151,7 +152,7 @@ def file_part(text: str) -> str:
 
 def participant_view(room) -> None:
     me = store.participant(room.class_id, state.session_id)
-    st.title(f"Class: {room.title}")
+    st.title(f"Class: {plain(room.title)}")
     st.text(f"You are in this class as {me.nickname}.")
     st.caption("Your instructor sees your nickname, the exercises you pass and your runs — nothing else.")
     current_handout(room.class_id)

@@ -15,6 +15,7 @@ from ui.components import (
 )
 from ui.entry import start_page
 from ui.errors import shown_as_error
+from ui.text import plain
 
 run_started = timing.start()
 start_page()
@@ -45,7 +46,7 @@ if test_index is not None:
         if not 0 <= index < len(data.x_test):
             raise ValueError
     except ValueError:
-        st.warning(f"There is no test image number {test_index!s}; pick an image below.", icon=":material/help:")
+        st.warning(f"There is no test image number {plain(test_index)}; pick an image below.", icon=":material/help:")
     else:
         picked = image_source.PickedImage(data.x_test[index, ..., 0],
                                           f"Test image #{index}: {class_names[int(data.y_test[index])]}",

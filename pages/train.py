@@ -11,6 +11,7 @@ from ui import classroom, errors, loaders
 from ui import state as app_state
 from ui.components import layer_editor, run_panel, training_controls
 from ui.entry import start_page
+from ui.text import plain
 
 start_page()
 
@@ -72,7 +73,7 @@ if state.locked:
         button_col.button("Leave the exercise", on_click=_leave_exercise, key="train-leave-exercise",
                           help="Start again from the first preset, with nothing fixed.")
     else:
-        st.info(f"This experiment comes from a workshop link; whoever shared it fixed: {fixed}.")
+        st.info(f"This experiment comes from a workshop link; whoever shared it fixed: {plain(fixed)}.")
 
 st.subheader("1 · Architecture")
 preset_col, load_col, name_col = st.columns([3, 1, 2], vertical_alignment="bottom")

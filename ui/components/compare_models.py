@@ -10,6 +10,7 @@ import streamlit as st
 from ui import images, loaders
 from ui import state as app_state
 from ui.components import explain_cache, explain_maps, model_picker
+from ui.text import plain
 
 CHART = {
     "height": 220,
@@ -29,7 +30,7 @@ def _column(name: str, image: np.ndarray, class_names: Sequence[str], key: str) 
     probabilities = explain_cache.probabilities(name, model, image)
     top = int(np.argmax(probabilities))
     saliency = explain_cache.saliency(name, model, image, top)
-    st.markdown(f"**{name}** says **{class_names[top]}** ({probabilities[top]:.0%})")
+    st.markdown(f"**{plain(name)}** says **{class_names[top]}** ({probabilities[top]:.0%})")
     chart_col, map_col = st.columns([3, 2])
     chart_col.vega_lite_chart(
         {"class": list(class_names), "probability": [float(p) for p in probabilities],

@@ -11,6 +11,7 @@ from cnn_core.engine import explain
 from ui import images
 from ui.components import explain_conv
 from ui.components.explain_overview import LAYER_KEY
+from ui.text import plain
 
 MAP_PX = 280  # the clickable feature map's size on screen
 KIND_WORDS = {
@@ -68,7 +69,7 @@ def pick(infos, outputs: Sequence[np.ndarray | None], class_names: Sequence[str]
     with map_col, st.container(key="explain-map"):
         cell_px = max(6, MAP_PX // max(height, width))
         # The title is a caption outside the chart: inside, it would squeeze the cells out of square.
-        st.caption(f"{info.name}, channel {int(channel)}: click a cell")
+        st.caption(f"{plain(info.name)}, channel {int(channel)}: click a cell")
         spec = explain_conv.grid_spec(values, numbers=max(height, width) <= 9, cell_px=cell_px, selectable=True,
                                       selected=selected, decimals=2)
         st.vega_lite_chart(spec, width="content", key=chart_key, on_select="rerun", selection_mode="cell")
