@@ -17,6 +17,7 @@ and the model's parameters, weight bytes, FLOPs per image and layers computed fr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -238,10 +239,10 @@ def _read_description(json_path: Path) -> dict[str, Any]:
     return data
 
 
-def _embedded_description(model_path: Path) -> dict[str, Any] | None:
-    """The description saved inside the .keras file, or None for files saved before it was."""
+def _embedded_description(model_path: Path, data: bytes | None = None) -> dict[str, Any] | None:
+    """The description saved inside the .keras file (or its bytes), or None for files saved before it was."""
     try:
-        with zipfile.ZipFile(model_path) as archive:
+        with zipfile.ZipFile(model_path if data is None else io.BytesIO(data)) as archive:
             if EMBEDDED_JSON not in archive.namelist():
                 return None
             data = json.loads(archive.read(EMBEDDED_JSON))
@@ -276,13 +277,17 @@ def load_bundle(path: str | Path) -> ModelBundle:
 
     path = Path(path)
     model_path, json_path = path.with_suffix(".keras"), path.with_suffix(".json")
-    if not model_path.exists():
-        raise UserError(f"The model file {model_path.name} does not exist.")
-    description = _embedded_description(model_path)
+    try:
+        # Read once: another process may replace the file meanwhile, and the description and the
+        # model must come from the same version of it.
+        data = model_path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"The model file {model_path.name} does not exist.") from None
+    description = _embedded_description(model_path, data)
     if description is None:
         description = _read_description(json_path)
         expected_sha = description.get("keras_sha256")
-        if expected_sha is not None and file_sha256(model_path) != expected_sha:
+        if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
             raise UserError(
                 f"{model_path.name} does not match {json_path.name} (a save was interrupted or a file was replaced); "
                 "save the model again."
@@ -293,7 +298,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
     experiment = _experiment_from(description.get("experiment"), model_path.name)
     try:
         # The optimizer state is not needed to predict or evaluate; a fresh compile below is enough.
-        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / model_path.name
+            copy.write_bytes(data)
+            model = keras.models.load_model(copy, safe_mode=True, compile=False)
     except Exception as exc:
         logger.warning("Keras could not load %s", model_path, exc_info=True)
         raise UserError(f"Keras could not load {model_path.name}; save the model again.") from exc

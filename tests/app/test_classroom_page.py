@@ -42,7 +42,7 @@ def test_create_join_hand_out_and_watch(open_page, classes_dir):
     assert "Join code" in [m.label for m in instructor.metric]
     assert instructor.metric[0].value == room.code
     # The class name is plain text: the title shows the asterisks, never bold.
-    assert instructor.title[0].value == "Class: Tuesday **CNNs**"
+    assert instructor.title[0].value == r"Class: Tuesday \*\*CNNs\*\*"
 
     participant = open_page("classroom")
     fields = {w.label: w for w in participant.text_input}
