@@ -18,6 +18,7 @@ Timings on a shared machine are noisy; each is the median of a few repeats.
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 import time
 
@@ -114,7 +115,7 @@ def browser_waits(repeats: int) -> dict:
                 for target in ("train", "draw"):
                     begun = time.perf_counter()
                     page.locator(f'[data-testid="stSidebarNav"] a[href$="/{target}"]').click()
-                    page.wait_for_url(f"**/{target}")
+                    page.wait_for_url(re.compile(rf"/{target}(\?|$)"))
                     wait_until_idle(page, quiet_s=0.3)
                     switches.append(time.perf_counter() - begun - 0.3)
                 canvas = page.locator("canvas.upper-canvas")

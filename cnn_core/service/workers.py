@@ -204,13 +204,13 @@ def _warm_up() -> None:
     """
     import numpy as np
 
-    from cnn_core.engine.datasets import CLASS_NAMES, Dataset
+    from cnn_core.engine.datasets import Dataset
     from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
 
     rng = np.random.default_rng(0)
     images = rng.random((64, 28, 28, 1), dtype=np.float32)
     labels = rng.integers(0, 10, 64)
-    data = Dataset("mnist", images, labels, images[:32], labels[:32], CLASS_NAMES["mnist"])
+    data = Dataset("warm_up", images, labels, images[:32], labels[:32], tuple(str(digit) for digit in range(10)))
     spec = ModelSpec((Conv2D(4, 3), MaxPool(2), Flatten(), Dense(10, "softmax")), name="warm_up")
     training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data)
 
@@ -228,8 +228,9 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
     except Exception:
         # Only a head start: a worker that cannot warm up still trains, just slower the first time.
         logger.exception("Warming up worker process %s failed.", os.getpid())
-    if ready is not None:
-        ready.set()
+    else:
+        if ready is not None:
+            ready.set()
     while True:
         try:
             message = conn.recv()
