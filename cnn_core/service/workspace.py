@@ -176,6 +176,8 @@ class FolderWorkspaceStore(WorkspaceStore):
             replaced = path.stat().st_size if path.exists() else 0
             self._check_room(workspace_id, replaced, len(data))
             path.parent.mkdir(parents=True, exist_ok=True)
+            # A writer killed mid-put (kill -9, power cut) leaves a hidden folder; the next put removes old ones.
+            atomic.clean_stale(path.parent)
             atomic.write_bytes(path, bytes(data))
             self._touch(path.parent.parent)
 

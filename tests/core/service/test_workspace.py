@@ -116,6 +116,10 @@ def test_folder_store_replaces_atomically_and_skips_leftovers(tmp_path, monkeypa
     (tmp_path / ws / "runs" / ".saving-left").mkdir()
     assert store.get(ws, "runs", "r.json") == b"new"
     assert store.names(ws, "runs") == ["r.json"]
+    # Once old, such leftovers are removed by the next put instead of staying forever.
+    os.utime(tmp_path / ws / "runs" / ".saving-left", (1, 1))
+    store.put(ws, "runs", "other.json", b"{}")
+    assert sorted(p.name for p in (tmp_path / ws / "runs").iterdir()) == ["other.json", "r.json"]
 
 
 def test_concurrent_puts_never_leave_a_torn_entry(tmp_path):
