@@ -15,6 +15,7 @@ navigation = st.navigation(
         "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
         "See": [
             st.Page("pages/draw.py", title="Draw a digit", icon=":material/draw:"),
+            st.Page("pages/my_handwriting.py", title="My handwriting", icon=":material/edit_note:"),
             st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
             st.Page("pages/explain.py", title="Explain a prediction", icon=":material/psychology:"),
         ],

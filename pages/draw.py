@@ -6,7 +6,7 @@ import streamlit as st
 from cnn_core.engine import preprocess, registry
 from ui import images, layout, loaders, timing
 from ui import state as app_state
-from ui.components import canvas, compare_models, explain_links, image_source, model_picker
+from ui.components import canvas, compare_models, explain_links, handwriting_add, image_source, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
 from ui.text import plain
@@ -117,6 +117,8 @@ with result_col:
             PROBABILITY_CHART, width="stretch",
         )
         explain_links.drawing(card.dataset)
+    if digits and source == DRAW and probabilities is not None:
+        handwriting_add.show(state, image, top)
 
 compare_models.show(name, image, class_names)
 
