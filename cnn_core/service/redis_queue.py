@@ -655,7 +655,8 @@ class RedisJobQueue:
                     transition(conn, run_id, ("running",), {"abandoned": 1, "stop_requested_at": repr(now)})
                     continue
                 requested = _float(fields.get("stop_requested_at"))
-                if (requested is not None and not fields.get("stop_seen_at") and now - requested > self._stop_grace_s
+                if (requested is not None and not fields.get("stop_seen_at") and not fields.get("fit_done_at")
+                        and now - requested > self._stop_grace_s
                         and conn.hsetnx(run_key(run_id), "hard_stop_at", repr(now))):
                     self._hard_stop(run_id)
             elif state not in ACTIVE_STATES:

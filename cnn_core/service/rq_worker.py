@@ -94,6 +94,7 @@ class StreamPublisher:
         self._key = rq_keys.run_key(run_id, "events")
         self._run = rq_keys.run_key(run_id)
         self._last_sent = 0.0
+        self._epochs = 0
 
     def __call__(self, event: training.Event) -> None:
         if isinstance(event, training.BatchEnded) and event.step != event.steps_per_epoch:
@@ -103,8 +104,12 @@ class StreamPublisher:
             self._last_sent = now
         encoded = rq_keys.encode_event(event)
         if isinstance(event, training.TrainStarted):
+            self._epochs = event.epochs
             # Kept beside the capped stream too, so a replay of a very long run still knows its shape.
             self._conn.hset(self._run, "started_event", encoded["data"])
+        elif isinstance(event, training.EpochEnded) and event.complete and event.epoch + 1 >= self._epochs:
+            # No batch is left to see a Stop; the test evaluation must not be mistaken for a stuck run.
+            self._conn.hset(self._run, "fit_done_at", repr(rq_keys.redis_now(self._conn)))
         self._conn.xadd(self._key, encoded, maxlen=rq_keys.STREAM_MAXLEN, approximate=True)
 
 

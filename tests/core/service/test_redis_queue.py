@@ -289,3 +289,26 @@ def test_a_replay_of_a_trimmed_stream_still_knows_the_runs_shape(redis_url):
     assert (snapshot.status, snapshot.epochs, snapshot.steps_per_epoch, snapshot.epoch, snapshot.step) == (
         "running", 3, 10, 1, 4)
     assert snapshot.batch_loss == [0.5]
+
+
+def test_a_stop_during_the_test_evaluation_is_not_taken_for_a_stuck_worker(redis_url):
+    from cnn_core.service.rq_worker import StreamPublisher
+
+    queue = RedisJobQueue(Settings(redis_url=redis_url.replace("/0", "/6")), stop_grace_s=0.0)
+    conn = queue.redis
+    conn.hset(run_key("run-testing"), mapping={"owner": "nia", "state": "running"})
+    conn.sadd(redis_queue.ACTIVE_KEY, "run-testing")
+    conn.set(redis_queue.owner_key("nia", "alive"), 1)
+    conn.set(run_key("run-testing", "alive"), "here")
+    publish = StreamPublisher(conn, "run-testing")
+    publish(training.TrainStarted(2, 10, 200, 0, 6810))
+    publish(training.EpochEnded(0, 1.0, 0.5, None, None, 1.0, True))
+    assert conn.hget(run_key("run-testing"), "fit_done_at") is None  # one epoch still to go
+    publish(training.EpochEnded(1, 0.9, 0.6, None, None, 1.0, True))
+    # Stop pressed after the last batch: nothing can acknowledge it, and nothing must kill the run.
+    redis_queue.transition(conn, "run-testing", ("running",), {"stop_requested_at": repr(redis_queue.redis_now(conn) - 60)})
+    queue.reap()
+    assert conn.hget(run_key("run-testing"), "hard_stop_at") is None
+    conn.hdel(run_key("run-testing"), "fit_done_at")
+    queue.reap()  # the same run still in its batches would be ended by force (no RQ job here: nothing sent)
+    assert conn.hget(run_key("run-testing"), "hard_stop_at") is not None
