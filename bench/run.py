@@ -34,6 +34,7 @@ BENCHMARKS = [
     "bench.handwriting_styles",
     "bench.finetune",
     "bench.training_overhead",
+    "bench.filmstrip_overhead",
     "bench.quick_preset",
     "bench.training_speed",
     "bench.preset_accuracy",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment, Layer, ModelSpec, TrainingConfig
 from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
 from cnn_core.workshop import presets
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from cnn_core.engine.inference import Predictor
     from cnn_core.service.persistence import ModelBundle
     from cnn_core.service.queue import TrainingJob
+
+logger = logging.getLogger(__name__)
 
 STATE_KEY = "app_state"
 
@@ -222,11 +226,18 @@ class AppState:
                 except (KeyError, TypeError, ValueError):
                     continue
 
-    def add_run(self, run: RunRecord) -> None:
-        """Record a finished run in the workspace (Compare runs reads it back after a reload)."""
-        self.workspace.add_run(run.to_dict())
+    def add_run(self, run: RunRecord, filmstrip: bytes | None = None) -> str:
+        """Record a finished run (and its filmstrip's npz bytes) in the workspace; returns the run's key."""
+        key = self.workspace.add_run(run.to_dict())
+        if filmstrip is not None:
+            try:
+                self.workspace.put_filmstrip(key, filmstrip)
+            except UserError:
+                # A full workspace keeps the run's figures; the pictures are the part to go without.
+                logger.warning("No room for the filmstrip of run %s in workspace %s.", key, self.workspace.id)
         self.runs.append(run)
         self._run_keys = self.workspace.run_keys()
+        return key
 
     @property
     def layers(self) -> tuple[Layer, ...]:

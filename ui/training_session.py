@@ -92,7 +92,9 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
             test_loss=result.test_loss,
             seconds=result.seconds,
             stopped_reason=result.stopped_reason,
-        )
+        ),
+        # Stored with the run, so its filmstrip can be scrubbed again after a reload.
+        filmstrip=job.filmstrip.to_bytes() if len(job.filmstrip) else None,
     )
     state.last_result_message = result.message
     return name

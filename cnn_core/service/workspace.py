@@ -46,7 +46,7 @@ ID_BYTES = 18
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,64}")
 # Entry names: no path separators, never hidden (temporary files start with a dot), bounded.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
-KINDS = ("models", "runs", "drawings", "meta")
+KINDS = ("models", "runs", "drawings", "meta", "filmstrips")
 TOUCH_FILE = ".touched"
 
 
@@ -361,6 +361,15 @@ class Workspace:
 
     def delete_run(self, key: str) -> None:
         self.store.delete(self.id, "runs", f"{key}.json")
+        self.store.delete(self.id, "filmstrips", f"{key}.npz")
+
+    # A run's filmstrip: npz bytes (`engine.filmstrip.Filmstrip.to_bytes`) under the run's key.
+
+    def put_filmstrip(self, run_key: str, data: bytes) -> None:
+        self.store.put(self.id, "filmstrips", f"{run_key}.npz", data)
+
+    def filmstrip(self, run_key: str) -> bytes | None:
+        return self.store.get(self.id, "filmstrips", f"{run_key}.npz")
 
     # Drawings and small session memory (the active model, a workshop link's lock).
 

@@ -220,3 +220,16 @@ def test_link_secret_comes_from_the_setting_or_one_generated_file(tmp_path):
     assert (tmp_path / "ws" / ".link-secret").stat().st_mode & 0o077 == 0
     assert link_secret(Settings(workspaces_dir=tmp_path / "other")) != generated
     assert "link_secret" not in repr(Settings(link_secret="s" * 20))
+
+
+def test_a_run_keeps_its_filmstrip_until_the_run_is_deleted(tmp_path):
+    from cnn_core.service.workspace import FolderWorkspaceStore, MemoryWorkspaceStore, Workspace, new_id
+
+    for store in (MemoryWorkspaceStore(), FolderWorkspaceStore(tmp_path, max_bytes=2**20)):
+        workspace = Workspace(store, new_id())
+        key = workspace.add_run({"name": "a run"})
+        assert workspace.filmstrip(key) is None
+        workspace.put_filmstrip(key, b"PK npz bytes")
+        assert workspace.filmstrip(key) == b"PK npz bytes"
+        workspace.delete_run(key)
+        assert workspace.filmstrip(key) is None and workspace.runs() == []
