@@ -171,8 +171,8 @@ def test_a_running_job_reattaches_after_a_reload_and_stops(new_context):
     page = new_context()
     page.goto("/train")
     wait_until_idle(page)
-    # Long enough that the reload and Stop land mid-run.
-    small_run_settings(page, epochs=30, images=3000)
+    # Long enough that the reload and Stop land mid-run, even with bfloat16 on a fast CPU (minutes).
+    small_run_settings(page, epochs=60, images=20000)
     page.get_by_role("button", name="Start training").click()
     progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
     progress.get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=120_000)
@@ -182,13 +182,13 @@ def test_a_running_job_reattaches_after_a_reload_and_stops(new_context):
     progress.get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=60_000)
     assert workspace_of(page) == workspace
     # The settings the run was started with are still in the form.
-    assert page.get_by_role("spinbutton", name="Epochs").input_value() == "30"
-    assert page.get_by_role("spinbutton", name="Training images").input_value() == "3000"
+    assert page.get_by_role("spinbutton", name="Epochs").input_value() == "60"
+    assert page.get_by_role("spinbutton", name="Training images").input_value() == "20000"
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
-    screenshot(page, "workspace-reattached")
     page.get_by_role("button", name="Stop training").click()
     page.get_by_text(re.compile("Stopped (during|after) epoch")).wait_for(timeout=90_000)
     wait_until_idle(page)
+    screenshot(page, "workspace-stopped-after-reload")
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
