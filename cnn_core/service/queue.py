@@ -354,9 +354,10 @@ class JobQueue:
         healthy = False
         try:
             # The bundled datasets are loaded (and cached) by the worker itself, never by the server;
-            # anything else is sent over.
+            # anything else (a learner's own classes, registered only here) is sent over.
             name = job.experiment.training.dataset
-            shipped = None if self._load_dataset is datasets.load else self._load_dataset(name)
+            bundled = self._load_dataset is datasets.load and registry.get(name).bundled
+            shipped = None if bundled else self._load_dataset(name)
             worker.stop.clear()
             worker.conn.send((job.experiment, shipped, self.settings.max_params, self.precision, job_options(job)))
             while True:

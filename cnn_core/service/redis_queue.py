@@ -45,7 +45,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from cnn_core.engine import training
+from cnn_core.engine import registry, training
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.filmstrip import Filmstrip
 from cnn_core.engine.specs import Experiment
@@ -427,6 +427,11 @@ class RedisJobQueue:
             raise RuntimeError("This job queue has been shut down.")
         if not isinstance(experiment, Experiment):
             raise ValueError("Only an Experiment (a model spec with its training config) can be trained.")
+        dataset = experiment.training.dataset
+        if dataset in registry.names() and not registry.get(dataset).bundled:
+            # An RQ worker on another machine cannot load arrays registered in this web process only.
+            raise UserError("Training on your own classes is not available on this server yet; "
+                            "choose MNIST or Fashion-MNIST as the dataset.")
         if not isinstance(owner, str) or not owner:
             raise ValueError("A training job needs its session id as owner.")
         check_caps(experiment, self.settings)

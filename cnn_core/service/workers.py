@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-from cnn_core.engine import datasets, training
+from cnn_core.engine import datasets, registry, training
 from cnn_core.engine.errors import UserError, report
 from cnn_core.engine.models import model_to_bytes
 
@@ -215,6 +215,15 @@ def _warm_up() -> None:
     training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data)
 
 
+def _register_shipped(dataset) -> None:
+    """Register a dataset the server sent (a learner's own classes), so this process knows its name too."""
+    arrays = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    registry.register(registry.DatasetInfo(
+        name=dataset.name, title=dataset.name, class_names=tuple(dataset.class_names),
+        train_size=len(dataset.x_train), test_size=len(dataset.x_test), arrays=lambda: arrays,
+    ))
+
+
 def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
     """The worker process: receive (experiment, dataset or None, max_params, precision, options), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -260,6 +269,8 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
             if dataset is None:
                 config = experiment.training
                 dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
+            elif dataset.name not in registry.names():
+                _register_shipped(dataset)
             result = training.train(
                 experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params,
                 precision=precision,
