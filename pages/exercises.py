@@ -7,7 +7,7 @@ from cnn_core.engine import ops
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import exercises
 from cnn_core.workshop.exercises import EXERCISES, Attempt
-from ui import classroom, images, loaders
+from ui import classroom, images, layout, loaders
 from ui import state as app_state
 from ui.components import kernel_editor, layer_editor, run_panel, training_controls
 from ui.entry import start_page
@@ -44,7 +44,8 @@ def show_check(result: exercises.CheckResult) -> None:
 
 
 if exercise.needs_kernel:
-    kernel_col, preview_col = st.columns([1, 2], gap="large")
+    # The kernel keeps the width of its nine cells; the pictures take the rest (or go below it).
+    kernel_col, preview_col = layout.wrapping_row(f"exercise-{key}", [kernel_editor.EDITOR_PX, None])
     with kernel_col:
         st.markdown("**Your 3×3 kernel**")
         kernel = kernel_editor.show(f"exercise-{key}", default=kernel_editor.ZERO, allow_presets=False)
@@ -60,7 +61,7 @@ if exercise.needs_kernel:
         for column, (name, (caption, picture)) in zip(columns, pictures.items(), strict=False):
             column.image(images.enlarge(picture, 120, frame=True), caption=caption, output_format="PNG")
             column.image(images.enlarge(ops.conv2d(picture, kernel), 120, signed=True, frame=True),
-                         caption=f"response {responses[name]:.2f}", output_format="PNG")
+                         caption=f"its answer (strongest {responses[name]:.2f})", output_format="PNG")
         digit = loaders.dataset("mnist").x_test[0, ..., 0]
         filtered = ops.conv2d(digit, kernel, padding="same")
         columns[-1].image(images.enlarge(digit, 120), caption="a digit", output_format="PNG")

@@ -172,3 +172,19 @@ def test_nothing_is_fetched_from_the_internet(sized_page, app_url):
     # Before: the page icon came from fonts.gstatic.com.
     assert not outside, sorted(outside)
     assert len(requests) > 20
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_the_exercise_kernel_shows_all_nine_cells(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/exercises")
+    wait_until_idle(page)
+    page.get_by_role("combobox", name="Exercise").click()
+    page.get_by_role("option", name="A kernel that sees vertical edges").click()
+    wait_until_idle(page)
+    cells = page.locator('[class*="st-key-exercise-vertical_edge_kernel-row-"] input')
+    cells.nth(8).wait_for()
+    # Before, at 1400 px: the third column of cells was cut off by its one-third-wide column.
+    for index in range(9):
+        cell = cells.nth(index)
+        assert visible_box(cell)["width"] >= cell.bounding_box()["width"] - 1, index
