@@ -29,7 +29,7 @@ st.caption(
 )
 
 # Fixed widths for the kernel and the options: proportional columns hid the kernel's numbers at 800 px.
-source_col, kernel_col, options_col = layout.wrapping_row("playground", [None, kernel_editor.EDITOR_PX, 240])
+source_col, kernel_col, options_col = layout.wrapping_row("playground", [None, kernel_editor.EDITOR_PX, 240], gap="medium")
 with source_col:
     dataset_name = st.selectbox("Dataset", registry.names(), format_func=registry.title, key="playground-dataset")
     picked = image_source.show("playground-image", dataset_name=dataset_name)

@@ -11,7 +11,7 @@ from cnn_core.engine import ops
 PRESETS = {name: kernel for name, kernel in ops.KERNELS.items() if kernel.shape == (3, 3)}
 ZERO = "all zeros (build your own)"
 # Wide enough for "-0.125" beside the number box's − and + buttons.
-CELL_PX = 104
+CELL_PX = 96
 EDITOR_PX = 3 * CELL_PX + 2 * 16  # three cells and the two 1rem gaps between them
 
 
