@@ -21,6 +21,7 @@ navigation = st.navigation(
         ],
         "Train": [
             st.Page("pages/train.py", title="Train a CNN", icon=":material/model_training:"),
+            st.Page("pages/own_classes.py", title="Your own classes", icon=":material/category:"),
             st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
             st.Page("pages/runs.py", title="Compare runs", icon=":material/stacked_line_chart:"),
         ],

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import registry
-from ui import images, loaders
+from ui import images, loaders, own_classes
 from ui.entry import start_page
 from ui.text import class_label
 
@@ -19,7 +19,7 @@ st.caption(
 )
 
 name_col, split_col, class_col = st.columns(3)
-name = name_col.selectbox("Dataset", registry.names(), format_func=registry.title, key="datasets-name")
+name = name_col.selectbox("Dataset", own_classes.choices(), format_func=registry.title, key="datasets-name")
 split = split_col.radio("Part", ("train", "test"), horizontal=True, key="datasets-split",
                         format_func={"train": "training images", "test": "test images"}.get)
 data = loaders.dataset(name)

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import explain, ops, registry
-from ui import figures, images, layout
+from ui import figures, images, layout, own_classes
 from ui.components import explain_conv, image_source, kernel_editor
 from ui.entry import start_page
 
@@ -31,7 +31,7 @@ st.caption(
 # Fixed widths for the kernel and the options: proportional columns hid the kernel's numbers at 800 px.
 source_col, kernel_col, options_col = layout.wrapping_row("playground", [None, kernel_editor.EDITOR_PX, 240], gap="medium")
 with source_col:
-    dataset_name = st.selectbox("Dataset", registry.names(), format_func=registry.title, key="playground-dataset")
+    dataset_name = st.selectbox("Dataset", own_classes.choices(), format_func=registry.title, key="playground-dataset")
     picked = image_source.show("playground-image", dataset_name=dataset_name)
 with kernel_col:
     st.markdown("**Kernel** (3×3 weights)")

@@ -22,6 +22,7 @@ import streamlit as st
 
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment, Layer, ModelSpec, TrainingConfig
+from cnn_core.service import own_classes
 from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
 from cnn_core.workshop import presets
 from ui.workspace import ModelShelf
@@ -128,6 +129,8 @@ class AppState:
             self.editor_training = preset.training
             self.loaded_from = (preset.model.name, tuple(preset.model.layers))
         self.models = ModelShelf(self.workspace, self.saved_dir)
+        # The learner's own classes are registered per process: a reload or a restarted server registers them again.
+        own_classes.register(self.workspace)
         self._run_keys: list[str] = []
         self.refresh()
         active = self.workspace.meta("active_model")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cnn_core.engine import registry
-from ui import errors, loaders
+from ui import errors, loaders, own_classes
 from ui import state as app_state
 from ui.text import message as error_text
 
@@ -82,7 +82,7 @@ def upload_form(key: str) -> None:
     limit_mb = max(1, round(loaders.settings().max_upload_bytes / (1024 * 1024)))
     with st.popover("Upload a model", icon=":material/upload:", width="content",
                     help="Use a .keras model trained elsewhere (a picture goes on the page itself)"):
-        st.selectbox("It was trained on", registry.names(), format_func=registry.title, key=f"{key}-upload-dataset")
+        st.selectbox("It was trained on", own_classes.choices(), format_func=registry.title, key=f"{key}-upload-dataset")
         # The limit named and enforced here is the settings' own, not Streamlit's server-wide one.
         st.file_uploader(f"A .keras model file (at most {limit_mb} MB)", type=["keras"], key=f"{key}-upload-file",
                          on_change=_upload, args=(key,), max_upload_size=limit_mb,

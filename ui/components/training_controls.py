@@ -14,7 +14,7 @@ import streamlit as st
 from cnn_core.engine import registry, specs
 from cnn_core.engine.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
 from cnn_core.service.settings import Settings
-from ui import errors
+from ui import errors, own_classes
 from ui import state as app_state
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -52,8 +52,10 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         return name in locked
 
     left, middle, right = st.columns(3)
+    # Another learner's own classes are never offered; a deleted set of one's own falls back to the first.
+    names = own_classes.choices()
     dataset = left.selectbox(
-        "Dataset", registry.names(), registry.names().index(current.dataset), format_func=registry.title,
+        "Dataset", names, names.index(current.dataset) if current.dataset in names else 0, format_func=registry.title,
         key=f"{prefix}-dataset", disabled=is_locked("dataset"),
     )
     optimizer = left.selectbox(

@@ -1,0 +1,93 @@
+"""The "Your own classes" page: define classes, draw examples, refuse bad input without losing any, train."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnn_core.engine import registry
+from cnn_core.engine.specs import Dense
+from cnn_core.service import own_classes
+from tests.app.conftest import drawing, texts
+
+
+def app_state(at):
+    return at.session_state["app_state"]
+
+
+def add_class(at, name: str):
+    at.text_input(key="own-new-name").input(name).run()
+    at.button(key="own-add-class").click().run()
+    return at
+
+
+def draw_and_add(at, fake_canvas, digit: str, label: str, times: int = 1):
+    for _ in range(times):
+        fake_canvas.image = drawing(digit)
+        at.run()
+        at.selectbox(key="own-label").set_value(label).run()
+        at.button(key="own-add").click().run()
+    return at
+
+
+def test_drawings_are_kept_per_class_and_bad_input_loses_nothing(open_page, fake_canvas):
+    at = open_page("own_classes")
+    assert not at.exception
+    add_class(at, "stick")
+    add_class(at, "ring")
+    draw_and_add(at, fake_canvas, "1", "stick", 2)
+    draw_and_add(at, fake_canvas, "0", "ring", 1)
+    collection = own_classes.load(app_state(at).workspace)
+    assert own_classes.counts(collection) == {"stick": 2, "ring": 1}
+    # Each drawing went through the one canvas path: a 28×28 image of the stroke, not the raw canvas.
+    assert collection["stick"].shape == (2, 28, 28) and collection["stick"].max() > 200
+    assert not np.array_equal(collection["stick"][0], collection["ring"][0])
+    assert "stick: 2 pictures" in [t.value for t in at.text]
+
+    # A duplicate name, a name with a slash, and too few pictures each get one sentence; nothing is lost.
+    add_class(at, "ring")
+    assert "already a class called ring" in texts(at)
+    add_class(at, "a/b")
+    assert "A class name is 1 to 24 letters" in texts(at)
+    assert "add more to: stick, ring" in texts(at)
+    assert own_classes.counts(own_classes.load(app_state(at).workspace)) == {"stick": 2, "ring": 1}
+    assert not at.button(key="own-add-class").disabled and not [b for b in at.button if b.key == "own-train"]
+
+
+def test_train_on_these_classes_loads_a_small_cnn_with_the_dataset(open_page, fake_canvas):
+    at = open_page("own_classes")
+    add_class(at, "stick")
+    add_class(at, "ring")
+    draw_and_add(at, fake_canvas, "1", "stick", 5)
+    draw_and_add(at, fake_canvas, "0", "ring", 5)
+    state = app_state(at)
+    name = own_classes.dataset_name(state.workspace)
+    try:
+        assert registry.get(name).class_names == ("stick", "ring")
+        at.button(key="own-train").click().run()
+        assert not at.exception
+        state = app_state(at)
+        assert state.editor_training.dataset == name
+        assert state.editor_training.validation_split == 0.2
+        assert state.layers[-1] == Dense(2, "softmax")
+        # The Train page opened with this dataset chosen.
+        chosen = [box for box in at.selectbox if box.label == "Dataset"]
+        assert chosen and chosen[0].value == name
+    finally:
+        registry.unregister(name)
+
+
+def test_another_learners_classes_are_not_offered(open_page, fake_canvas):
+    from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
+
+    other = Workspace(MemoryWorkspaceStore(), new_id())
+    images = np.zeros((6, 28, 28), np.uint8)
+    images[:, 10:18, 10:18] = 255
+    info = own_classes.save(other, {"theirs": images, "secret": images[:, ::-1]})
+    try:
+        at = open_page("train")
+        assert not at.exception
+        box = [b for b in at.selectbox if b.label == "Dataset"][0]
+        assert registry.title("mnist") in box.options
+        assert registry.title(info.name) not in box.options
+    finally:
+        registry.unregister(info.name)

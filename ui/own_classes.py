@@ -1,0 +1,164 @@
+"""The "Your own classes" page's parts: define classes, draw or upload examples, look at them, train.
+
+The pictures live in the learner's workspace (`cnn_core.service.own_classes`); every change is
+made on a copy and saved whole, so a refused upload or a bad name leaves what was collected as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from cnn_core.engine import own_data, preprocess, registry
+from cnn_core.engine.specs import Dense, Experiment
+from cnn_core.service import own_classes
+from cnn_core.workshop import presets
+from ui import images
+from ui import state as app_state
+from ui.components import canvas
+from ui.errors import shown_as_error
+from ui.text import plain
+
+# A small, fast convnet: its last layer is resized to the number of classes.
+PRESET = "quick_mnist"
+EPOCHS = 15
+VALIDATION_SPLIT = 0.2
+SAMPLES_PER_CLASS = 10
+MAX_ZIP_MB = 64
+
+
+def choices() -> tuple[str, ...]:
+    """The datasets this learner may pick: the bundled ones and their own classes, never another learner's."""
+    mine = own_classes.dataset_name(app_state.get().workspace)
+    return tuple(name for name in registry.names() if registry.get(name).bundled or name == mine)
+
+
+def experiment_for(info: registry.DatasetInfo) -> Experiment:
+    """The small preset, with one output per own class, set to train on them with a validation split."""
+    preset = presets.get(PRESET).experiment
+    layers = list(preset.model.layers)
+    layers[-1] = Dense(info.num_classes, "softmax")
+    model = dataclasses.replace(preset.model, layers=tuple(layers), num_classes=info.num_classes,
+                                name=f"{PRESET} on your classes")
+    training = dataclasses.replace(preset.training, dataset=info.name, epochs=EPOCHS, batch_size=32,
+                                   validation_split=VALIDATION_SPLIT, train_subset=None)
+    return Experiment(model, training)
+
+
+def _save(collection: own_data.Collection, message: str) -> None:
+    own_classes.save(app_state.get().workspace, collection)
+    st.session_state["own-message"] = message
+
+
+def define(collection: own_data.Collection) -> None:
+    """Add a class, or delete one (with a confirmation)."""
+    add_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+    wanted = add_col.text_input("New class name", key="own-new-name", placeholder="circle",
+                                max_chars=24)
+    if button_col.button("Add class", key="own-add-class", width="stretch"):
+        with shown_as_error(stop=False):
+            name = own_data.check_class_name(wanted)
+            if name in collection:
+                raise own_data.UserError(f"There is already a class called {name}; pick another name.")
+            if len(collection) >= own_data.MAX_CLASSES:
+                raise own_data.UserError(f"You can have at most {own_data.MAX_CLASSES} classes; delete one first.")
+            _save({**collection, name: np.zeros((0, 28, 28), np.uint8)}, f"Added the class {name}.")
+            st.rerun()
+    if collection:
+        with st.expander("Delete a class"):
+            doomed = st.selectbox("Class", list(collection), key="own-delete-name")
+            if st.checkbox("Delete it and all its pictures", key="own-delete-confirm") and st.button(
+                    "Delete", key="own-delete"):
+                _save({k: v for k, v in collection.items() if k != doomed}, f"Deleted the class {doomed}.")
+                st.rerun()
+
+
+def draw(collection: own_data.Collection) -> None:
+    """The canvas and the class a drawing is added to."""
+    st.subheader("Draw examples")
+    if not collection:
+        st.caption("Add a class first.")
+        return
+    clears = st.session_state.get("own-clears", 0)
+    rgba = canvas.show(key="own-canvas", clears=clears)
+    image = None if rgba is None else preprocess.canvas_to_mnist(rgba)
+    counts = own_classes.counts(collection)
+    fewest = min(counts, key=counts.get)
+    label_col, add_col = st.columns([1, 1], vertical_alignment="bottom")
+    label = label_col.selectbox("It is a", list(collection), index=list(collection).index(fewest), key="own-label")
+    if add_col.button("Add drawing", type="primary", disabled=image is None, key="own-add", width="stretch"):
+        with shown_as_error(stop=False):
+            added = own_data.merge(collection, {label: own_data.as_uint8(image)[None]})
+            _save(added, f"Added a drawing to {label}.")
+            st.session_state["own-clears"] = clears + 1
+            st.rerun()
+
+
+def upload(collection: own_data.Collection) -> None:
+    """A .zip of one folder per class; refused whole, in one sentence, if anything in it is wrong."""
+    st.subheader("Or upload a .zip")
+    st.caption("One folder per class, named after it (circle/1.png, square/1.png, …); PNG or JPEG, any size, "
+               f"colour or grey; at most {own_data.MAX_IMAGES:,} pictures and {MAX_ZIP_MB} MB.")
+    file = st.file_uploader("Zip of class folders", type=["zip"], key="own-zip")
+    if file is not None and st.button("Add these pictures", key="own-add-zip"):
+        with shown_as_error(stop=False):
+            if file.size > MAX_ZIP_MB * 2**20:
+                raise own_data.UserError(f"The zip is {file.size / 2**20:.0f} MB; upload one of at most {MAX_ZIP_MB} MB.")
+            read = own_data.read_zip(file.getvalue(), max_total_bytes=MAX_ZIP_MB * 2**20)
+            added = own_data.merge(collection, read)
+            total = sum(len(v) for v in read.values())
+            _save(added, f"Added {total} pictures to {len(read)} classes.")
+            st.rerun()
+
+
+def overview(collection: own_data.Collection) -> None:
+    """Class balance and a grid of samples as the model sees them."""
+    st.subheader("Your classes")
+    if not collection:
+        st.caption("No classes yet: add two or more, for example circle, triangle and square.")
+        return
+    counts = own_classes.counts(collection)
+    st.bar_chart({"pictures": counts}, horizontal=True, height=40 + 30 * len(counts))
+    for name, pictures in collection.items():
+        st.text(f"{name}: {counts[name]} pictures")
+        if len(pictures):
+            tiles = np.concatenate([np.pad(p, 1) for p in pictures[-SAMPLES_PER_CLASS:]], axis=1)
+            st.image(images.png(np.kron(tiles, np.ones((2, 2), np.uint8))))
+
+
+def train_button(collection: own_data.Collection) -> None:
+    """Load the small preset with these classes into the Train page."""
+    st.subheader("Train")
+    state = app_state.get()
+    try:
+        own_data.check_collection(collection)
+    except own_data.UserError as error:
+        st.info(str(error))
+        return
+    info = own_classes.register(state.workspace)
+    if info is None:
+        return
+    st.caption(f"{info.train_size} training pictures (your pictures held back for the test, the rest each with "
+               f"shifted and rotated copies), {info.test_size} test pictures; {VALIDATION_SPLIT:.0%} of the training "
+               "pictures are kept for validation.")
+    if st.button("Train on these classes", type="primary", key="own-train"):
+        state.load_experiment(experiment_for(info))
+        st.switch_page("pages/train.py")
+
+
+def show() -> None:
+    state = app_state.get()
+    collection = own_classes.load(state.workspace)
+    message = st.session_state.pop("own-message", None)
+    if message:
+        st.success(plain(message))
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        define(collection)
+        draw(collection)
+        upload(collection)
+    with right:
+        overview(collection)
+        train_button(collection)
