@@ -11,7 +11,8 @@ an .npz with x_train, y_train, x_test, y_test; the app's bundled copy is tried b
 
 from __future__ import annotations
 
-from cnn_core.engine import datasets, specs
+from cnn_core.engine import registry, specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import (
     AvgPool,
     BatchNorm,
@@ -24,6 +25,7 @@ from cnn_core.engine.specs import (
     MaxPool,
 )
 
+KERAS_DATASETS = ("mnist", "fashion_mnist")
 OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD", "adamw": "AdamW", "nadam": "Nadam"}
 
 
@@ -76,10 +78,12 @@ def sections(experiment: Experiment, title: str | None = None) -> list[tuple[str
     model, config = experiment.model, experiment.training
     specs.infer_shapes(model, max_params=10**12)
     name = title or model.name
-    dataset = config.dataset
-    loader = "mnist" if dataset == "mnist" else "fashion_mnist"
+    info = registry.get(config.dataset)
+    if info.name not in KERAS_DATASETS or not info.bundled:
+        raise UserError("Only runs on MNIST or Fashion-MNIST can be exported; Keras has no loader for this dataset.")
+    loader = info.name
     # Relative, so it works from a checkout of the app and says nothing about this server's folders.
-    bundled = f"data/{datasets.FILES[dataset][0]}"
+    bundled = f"data/{info.file}"
     subset = "" if config.train_subset is None else (
         f"\nx_train, y_train = x_train[:{config.train_subset}], y_train[:{config.train_subset}]  # the run's subset")
     layer_lines = "\n".join(f"        {_layer_code(layer)}," for layer in model.layers)
@@ -127,7 +131,7 @@ class KeepBest(keras.callbacks.Callback):
             "keras.utils.set_random_seed(SEED)  # the same initial weights and shuffling every run",
         ),
         (
-            f"## The data\n\n{datasets.TITLES[dataset]}: 60,000 training and 10,000 test images of 28×28 grey "
+            f"## The data\n\n{info.title}: {info.train_size:,} training and {info.test_size:,} test images of 28×28 grey "
             "pixels. Pixels are scaled to [0, 1] and get a channel axis, as Conv2D expects.",
             "def load_data():\n"
             f'    path = os.environ.get("CNN_DATA_NPZ", "{bundled}")\n'
