@@ -44,6 +44,9 @@ def test_after_a_run_the_slider_scrubs_the_filmstrip_and_the_curves_follow(open_
     assert not at.exception
     assert [_rules_at(spec) for spec in _charts(at)[:2]] == [[frames[2].epochs]] * 2
     assert any(f"at {slider.options[2]}" in str(image.proto) for image in at.get("image"))
+    # The frame's weight histograms, one per layer with weights.
+    titles = [spec.get("title") for spec in _charts(at)]
+    assert {"conv2d_1 weights", "conv2d_3 weights", "conv2d_5 weights", "dense_7 weights"} <= set(titles)
 
     # Stored with the run in the workspace, frame for frame.
     state = app_state(at)

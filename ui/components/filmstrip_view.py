@@ -67,6 +67,14 @@ def show_frame(strip: Filmstrip, frame: Frame) -> None:
             k = frame.filters.shape[0]
             st.image(images.png(filter_mosaic(frame.filters)),
                      caption=f"first layer's {frame.filters.shape[-1]} filters ({k}×{k}), at {frame_label(frame)}")
+    if frame.weight_histograms:
+        from ui.components.inside_model import histogram_chart
+
+        with st.expander("Weight histograms at this frame"):
+            columns = st.columns(min(3, len(frame.weight_histograms)))
+            for number, (name, counts, edges) in enumerate(frame.weight_histograms):
+                columns[number % len(columns)].altair_chart(
+                    histogram_chart(counts, edges, f"{name} weights", "#4c72b0"), height=140)
     for picture in frame.maps:
         count = picture.array.shape[-1]
         shown = min(count, MAX_MAPS)

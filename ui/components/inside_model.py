@@ -97,7 +97,7 @@ def show_embedding(bundle: ModelBundle, dataset, drawing, key: str) -> None:
     st.caption("PCA only: t-SNE and UMAP would need a library this app does not ship and several seconds per map.")
 
 
-def _histogram(counts, edges, title: str, colour: str):
+def histogram_chart(counts, edges, title: str, colour: str):
     rows = [{"from": float(low), "to": float(high), "count": int(count)}
             for low, high, count in zip(edges[:-1], edges[1:], counts, strict=True)]
     return alt.Chart(alt.Data(values=rows), title=title).mark_bar(color=colour).encode(
@@ -115,9 +115,9 @@ def show_report(report: HealthReport) -> None:
             f"{len(layer.dead)} never fire · {len(layer.saturated)} saturated"
         )
         weights_col, activations_col = st.columns(2)
-        weights_col.altair_chart(_histogram(layer.weight_counts, layer.weight_edges, "weights", "#4c72b0"), height=140)
+        weights_col.altair_chart(histogram_chart(layer.weight_counts, layer.weight_edges, "weights", "#4c72b0"), height=140)
         activations_col.altair_chart(
-            _histogram(layer.activation_counts, layer.activation_edges, "activations on test images", "#e4572e"),
+            histogram_chart(layer.activation_counts, layer.activation_edges, "activations on test images", "#e4572e"),
             height=140,
         )
 
