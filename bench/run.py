@@ -33,6 +33,7 @@ BENCHMARKS = [
     "bench.drawn_digits",
     "bench.handwriting_styles",
     "bench.finetune",
+    "bench.own_classes",
     "bench.training_overhead",
     "bench.filmstrip_overhead",
     "bench.quick_preset",

@@ -6,13 +6,10 @@ made on a copy and saved whole, so a refused upload or a bad name leaves what wa
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import streamlit as st
 
 from cnn_core.engine import own_data, preprocess, registry
-from cnn_core.engine.specs import Dense, Experiment
 from cnn_core.service import own_classes
 from cnn_core.workshop import presets
 from ui import images
@@ -21,10 +18,6 @@ from ui.components import canvas
 from ui.errors import shown_as_error
 from ui.text import plain
 
-# A small, fast convnet: its last layer is resized to the number of classes.
-PRESET = "quick_mnist"
-EPOCHS = 15
-VALIDATION_SPLIT = 0.2
 SAMPLES_PER_CLASS = 10
 MAX_ZIP_MB = 64
 
@@ -33,18 +26,6 @@ def choices() -> tuple[str, ...]:
     """The datasets this learner may pick: the bundled ones and their own classes, never another learner's."""
     mine = own_classes.dataset_name(app_state.get().workspace)
     return tuple(name for name in registry.names() if registry.get(name).bundled or name == mine)
-
-
-def experiment_for(info: registry.DatasetInfo) -> Experiment:
-    """The small preset, with one output per own class, set to train on them with a validation split."""
-    preset = presets.get(PRESET).experiment
-    layers = list(preset.model.layers)
-    layers[-1] = Dense(info.num_classes, "softmax")
-    model = dataclasses.replace(preset.model, layers=tuple(layers), num_classes=info.num_classes,
-                                name=f"{PRESET} on your classes")
-    training = dataclasses.replace(preset.training, dataset=info.name, epochs=EPOCHS, batch_size=32,
-                                   validation_split=VALIDATION_SPLIT, train_subset=None)
-    return Experiment(model, training)
 
 
 def _save(collection: own_data.Collection, message: str) -> None:
@@ -141,10 +122,10 @@ def train_button(collection: own_data.Collection) -> None:
     if info is None:
         return
     st.caption(f"{info.train_size} training pictures (your pictures held back for the test, the rest each with "
-               f"shifted and rotated copies), {info.test_size} test pictures; {VALIDATION_SPLIT:.0%} of the training "
+               f"shifted and rotated copies), {info.test_size} test pictures; {presets.OWN_CLASSES_VALIDATION:.0%} of the training "
                "pictures are kept for validation.")
     if st.button("Train on these classes", type="primary", key="own-train"):
-        state.load_experiment(experiment_for(info))
+        state.load_experiment(presets.for_own_classes(info.name, info.num_classes))
         st.switch_page("pages/train.py")
 
 

@@ -156,3 +156,23 @@ def get(key: str) -> Preset:
     if key not in PRESETS:
         raise ValueError(f"Unknown preset {key!r}; choose one of {', '.join(PRESETS)}.")
     return PRESETS[key]
+
+
+# A learner's own classes (2–10, a few dozen pictures each): a small, fast convnet, enough epochs for
+# a small set, and a validation split so the learner sees how it does on pictures it did not learn from.
+OWN_CLASSES_PRESET = "quick_mnist"
+OWN_CLASSES_EPOCHS = 15
+OWN_CLASSES_VALIDATION = 0.2
+
+
+def for_own_classes(dataset: str, num_classes: int) -> Experiment:
+    """The small preset with one output per class, set to train on `dataset` with a validation split."""
+    import dataclasses
+
+    preset = get(OWN_CLASSES_PRESET).experiment
+    layers = (*preset.model.layers[:-1], _head(num_classes))
+    model = dataclasses.replace(preset.model, layers=layers, num_classes=num_classes,
+                                name=f"{OWN_CLASSES_PRESET} on your classes")
+    training = dataclasses.replace(preset.training, dataset=dataset, epochs=OWN_CLASSES_EPOCHS, batch_size=32,
+                                   validation_split=OWN_CLASSES_VALIDATION, train_subset=None)
+    return Experiment(model, training)
