@@ -91,3 +91,38 @@ def test_another_learners_classes_are_not_offered(open_page, fake_canvas):
         assert registry.title(info.name) not in box.options
     finally:
         registry.unregister(info.name)
+
+
+def test_a_model_trained_on_own_classes_works_on_every_page(open_page, fake_canvas):
+    from bench.own_classes import drawn_collection
+    from tests.app.conftest import run_until
+
+    at = open_page("own_classes")
+    state = app_state(at)
+    name = own_classes.dataset_name(state.workspace)
+    own_classes.save(state.workspace, drawn_collection(8, seed=3))
+    try:
+        at.run()
+        at.button(key="own-train").click().run()
+        # AppTest reruns the page it was switched to last; the app itself has moved to Train.
+        at.switch_page("pages/train.py").run()
+        state = app_state(at)
+        epochs_key = f"train-settings-{state.training_generation}-epochs"
+        at.number_input(key=epochs_key).set_value(1).run()
+        at.button(key="train-run-start").click().run()
+        job = app_state(at).training_job
+        assert job is not None and job.experiment.training.dataset == name
+        run_until(at, lambda a: not app_state(a).training_job.is_active)
+        at.run()
+        assert not at.exception
+        assert job.state == "finished", job.error
+        model = app_state(at).active_model
+        assert model in app_state(at).models
+        for page in ("draw", "feature_maps", "explain", "evaluate", "runs"):
+            # Each page opens with the new model active; none may fail on three classes with names.
+            fake_canvas.image = drawing("0")
+            at.switch_page(f"pages/{page}.py").run()
+            assert not at.exception, (page, at.exception)
+            assert not at.error, (page, [e.value for e in at.error])
+    finally:
+        registry.unregister(name)

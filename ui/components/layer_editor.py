@@ -11,7 +11,7 @@ import dataclasses
 
 import streamlit as st
 
-from cnn_core.engine import specs
+from cnn_core.engine import registry, specs
 from cnn_core.engine.specs import ACTIVATIONS, PADDINGS, ModelSpec
 from ui import errors, layout
 from ui import state as app_state
@@ -209,7 +209,10 @@ def show(key: str, *, max_params: int, disabled: bool = False, name: str | None 
             st.button("Add", key=f"{key}-add", on_click=_add, args=(key,), icon=":material/add:")
 
 
-    spec = ModelSpec(layers=state.layers, name=state.run_name() if name is None else name)
+    # One output per class of the chosen dataset (a learner's own classes may have 2 to 10).
+    dataset = state.editor_training.dataset
+    classes = registry.get(dataset).num_classes if dataset in registry.names() else 10
+    spec = ModelSpec(layers=state.layers, name=state.run_name() if name is None else name, num_classes=classes)
     with summary_col:
         st.markdown("**What each layer outputs** (for one 28 × 28 × 1 image)")
         try:
