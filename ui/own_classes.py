@@ -121,9 +121,9 @@ def train_button(collection: own_data.Collection) -> None:
     info = own_classes.register(state.workspace)
     if info is None:
         return
-    st.caption(f"{info.train_size} training pictures (your pictures held back for the test, the rest each with "
-               f"shifted and rotated copies), {info.test_size} test pictures; {presets.OWN_CLASSES_VALIDATION:.0%} of the training "
-               "pictures are kept for validation.")
+    st.caption(f"{info.test_size} of your pictures are held back for the test; the other {info.train_size // (own_data.COPIES + 1)} "
+               f"are trained on, each with {own_data.COPIES} shifted and rotated copies ({info.train_size} in all), and "
+               f"{presets.OWN_CLASSES_VALIDATION:.0%} of those are kept for validation.")
     if st.button("Train on these classes", type="primary", key="own-train"):
         state.load_experiment(presets.for_own_classes(info.name, info.num_classes))
         st.switch_page("pages/train.py")

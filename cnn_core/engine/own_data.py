@@ -33,6 +33,8 @@ MAX_CLASSES = 10
 # Below this a class cannot give both a test image and enough to train on.
 MIN_PER_CLASS = 5
 MAX_IMAGES = 2_000
+# Augmented copies of each training picture (a few dozen drawings per class is all a learner makes).
+COPIES = 3
 MAX_ZIP_MEMBERS = 2_500
 MAX_MEMBER_BYTES = 4 * 2**20
 MAX_ZIP_BYTES = 64 * 2**20
@@ -199,7 +201,7 @@ def build_arrays(
     collection: Mapping[str, np.ndarray],
     *,
     test_fraction: float = 0.2,
-    copies: int = 3,
+    copies: int = COPIES,
     seed: int = 0,
     min_per_class: int = MIN_PER_CLASS,
 ) -> tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

@@ -16,7 +16,7 @@ from tests.app.browser.harness import LINK_SECRET, draw_stroke, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["", "draw", "feature_maps", "train", "evaluate", "runs", "playground", "datasets", "exercises", "classroom"]
+PAGES = ["", "draw", "feature_maps", "train", "own_classes", "evaluate", "runs", "playground", "datasets", "exercises", "classroom"]
 needs_default_models = pytest.mark.skipif(
     not (persistence.MODELS_DIR / "default_mnist.keras").exists(),
     reason="the default models are missing; create them with `make models`",
