@@ -168,3 +168,9 @@ def test_bad_class_names_are_refused(name):
 def test_good_class_names_are_kept():
     assert own_data.check_class_name("  left arrow ") == "left arrow"
     assert own_data.check_class_name("Ä") == "Ä"
+
+
+def test_ten_thousand_pictures_in_one_zip_are_refused_with_the_default_caps():
+    data = make_zip({f"circle/{i}.png": b"" for i in range(10_000)})
+    with pytest.raises(UserError, match="10,000 files"):
+        own_data.read_zip(data)
