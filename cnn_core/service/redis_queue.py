@@ -660,9 +660,13 @@ class RedisJobQueue:
                     transition(conn, run_id, ("running",), {"abandoned": 1, "stop_requested_at": repr(now)})
                     continue
                 requested = _float(fields.get("stop_requested_at"))
+                sent = _float(fields.get("hard_stop_at"))
+                # Sent again every other grace period: RQ's commands go by pub/sub, which drops a message
+                # a worker misses while its subscription reconnects.
                 if (requested is not None and not fields.get("stop_seen_at") and not fields.get("fit_done_at")
                         and now - requested > self._stop_grace_s
-                        and conn.hsetnx(run_key(run_id), "hard_stop_at", repr(now))):
+                        and (sent is None or now - sent > 2 * self._stop_grace_s)):
+                    conn.hset(run_key(run_id), "hard_stop_at", repr(now))
                     self._hard_stop(run_id)
             elif state not in ACTIVE_STATES:
                 conn.srem(ACTIVE_KEY, run_id)
