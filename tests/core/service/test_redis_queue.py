@@ -28,8 +28,8 @@ def _experiment(name="tiny", epochs=1, train_subset=200, batch_size=20) -> Exper
 
 
 def _long(name="long") -> Experiment:
-    # About 1,000 small batches: long enough to stop or kill mid-run, never trained to the end here.
-    return _experiment(name, epochs=5, train_subset=2000, batch_size=10)
+    # 4,000 small batches: long enough to stop or kill mid-run even on an idle machine (never trained to the end).
+    return _experiment(name, epochs=10, train_subset=2000, batch_size=5)
 
 
 @pytest.fixture(scope="module")
