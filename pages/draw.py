@@ -71,7 +71,7 @@ with input_col:
                 st.image(images.png(images.enlarge(image, 196)), caption=picked.caption)
     else:
         st.info(
-            f"**{plain(name)}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
+            f"**{plain(card.name)}** recognises clothes ({card.dataset_title}), not digits. Pick a test image or upload a "
             "photo of a piece of clothing; switch to an MNIST model above to draw digits."
         )
         picked = image_source.show("draw-picture", dataset_name=card.dataset, allow_drawing=False)

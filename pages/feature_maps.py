@@ -30,7 +30,7 @@ with shown_as_error():
     model = loaders.bundle(name).model
     extractor = loaders.feature_extractor(name)
 if extractor.layer_count == 0:
-    st.warning(f"{plain(name)} has no convolution or pooling layers, so it has no feature maps to show.")
+    st.warning(f"{plain(card.name)} has no convolution or pooling layers, so it has no feature maps to show.")
     st.stop()
 
 def channel_chart(values: np.ndarray, title: str):

@@ -28,6 +28,24 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 logger = logging.getLogger(__name__)
 
 
+class StreamlitChanged(RuntimeError):
+    """A private part of Streamlit that this module relies on is gone or has changed; see its message."""
+
+
+def _private(owner: object, name: str, what: str) -> None:
+    """Fail loudly (at import, so at server start) when a private Streamlit attribute has gone."""
+    if not hasattr(owner, name):
+        import streamlit
+
+        raise StreamlitChanged(
+            f"Streamlit {streamlit.__version__} has no {getattr(owner, '__name__', owner)}.{name}, which ui/entry.py "
+            f"replaces to {what}. Re-check ui/entry.py against this Streamlit version (the app was written for 1.67)."
+        )
+
+
+_streamlit_cleanup = None
+
+
 def _keep_keras_state_between_runs() -> None:
     """Stop Streamlit from calling `keras.backend.clear_session()` after every script run.
 
@@ -37,6 +55,12 @@ def _keep_keras_state_between_runs() -> None:
     state reset under training threads. Matplotlib figures are still closed as before.
     """
     from streamlit.runtime.scriptrunner import script_runner
+
+    _private(script_runner, "_clean_problem_modules", "keep Keras' state between script runs")
+    global _streamlit_cleanup
+    if _streamlit_cleanup is None:
+        # Kept so a test can show what the replacement prevents.
+        _streamlit_cleanup = script_runner._clean_problem_modules
 
     def close_pyplot_figures() -> None:
         pyplot = sys.modules.get("matplotlib.pyplot")
@@ -69,6 +93,7 @@ def refuse_bad_settings() -> None:
 def ensure_navigation() -> None:
     from streamlit.runtime.pages_manager import PagesManager
 
+    _private(PagesManager, "uses_pages_directory", "run every page inside app.py's navigation")
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")

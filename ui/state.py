@@ -38,8 +38,11 @@ logger = logging.getLogger(__name__)
 
 STATE_KEY = "app_state"
 
-# The shipped models are shared read-only by every session; they are named, not copied.
-DEFAULT_MODEL_NAMES = {"mnist": "Default MNIST model", "fashion_mnist": "Default Fashion-MNIST model"}
+# The shipped models are shared read-only by every session; they are referred to by id, not copied.
+# A model's id is what pages, caches and the workspace key it by; its title is only for display.
+DEFAULT_MODEL_IDS = {"mnist": "default:mnist", "fashion_mnist": "default:fashion_mnist"}
+DEFAULT_MODEL_TITLES = {"default:mnist": "Default MNIST model", "default:fashion_mnist": "Default Fashion-MNIST model"}
+DEFAULT_MODEL = DEFAULT_MODEL_IDS["mnist"]
 STARTING_PRESET = "mnist_functional"
 MAX_SESSION_MODELS = 8
 
@@ -98,7 +101,7 @@ class AppState:
     extractors: dict[str, FeatureExtractor] = field(default_factory=dict)
     # Cached evaluations per model name, so the Evaluate page does not redo 10 000 predictions.
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
-    _active_model: str = DEFAULT_MODEL_NAMES["mnist"]
+    _active_model: str = DEFAULT_MODEL
     _last_drawing: np.ndarray | None = None
     # Bumped by "Clear": the canvas empties itself when the count changes.
     canvas_clears: int = 0
@@ -134,7 +137,7 @@ class AppState:
         self._run_keys: list[str] = []
         self.refresh()
         active = self.workspace.meta("active_model")
-        if isinstance(active, str) and active in self.model_names():
+        if isinstance(active, str) and active in self.model_ids():
             self._active_model = active
         self._saved_editor: dict[str, Any] | None = None
         self.editor_restored = self._restore_editor()
@@ -216,9 +219,9 @@ class AppState:
     def refresh(self) -> None:
         """Read back what changed in the workspace since (another tab's models and runs)."""
         self.models.refresh()
-        if self._active_model not in self.model_names():
+        if self._active_model not in self.model_ids():
             # Deleted in another tab.
-            self._active_model = DEFAULT_MODEL_NAMES["mnist"]
+            self._active_model = DEFAULT_MODEL
         keys = self.workspace.run_keys()
         if keys != self._run_keys:
             self._run_keys = keys
@@ -276,12 +279,13 @@ class AppState:
                 self.editor_name = f"custom, from {name}"
         return self.editor_name
 
-    def model_names(self) -> list[str]:
-        return [*DEFAULT_MODEL_NAMES.values(), *self.models]
+    def model_ids(self) -> list[str]:
+        """Every model this learner can pick: the shipped defaults' ids, then their own models' (unique names)."""
+        return [*DEFAULT_MODEL_IDS.values(), *self.models]
 
     def unique_model_name(self, wanted: str) -> str:
         """`wanted`, or `wanted (2)`, `wanted (3)`... so a new model never hides another."""
-        taken = set(self.model_names())
+        taken = set(self.model_ids()) | set(DEFAULT_MODEL_TITLES.values())
         name, number = wanted, 2
         while name in taken:
             name = f"{wanted} ({number})"
@@ -307,7 +311,7 @@ class AppState:
         for cache in (self.predictors, self.extractors, self.evaluations):
             cache.pop(name, None)
         if self.active_model == name:
-            self.active_model = DEFAULT_MODEL_NAMES["mnist"]
+            self.active_model = DEFAULT_MODEL
 
     def keep_model(self, name: str, wanted: str) -> str:
         """Save a workspace model by name (host mode's "Save"); returns the name it got."""
@@ -357,8 +361,13 @@ def start_over() -> AppState:
     return state
 
 
-def default_dataset_of(name: str) -> str | None:
-    for dataset, default_name in DEFAULT_MODEL_NAMES.items():
-        if default_name == name:
-            return dataset
-    return None
+def default_dataset_of(model_id: str) -> str | None:
+    """The dataset of a shipped default model's id; None for any other model."""
+    if model_id not in DEFAULT_MODEL_TITLES:
+        return None
+    return model_id.removeprefix("default:")
+
+
+def model_title(model_id: str) -> str:
+    """What to call a model on screen: a default's title, or the learner's own model's name."""
+    return DEFAULT_MODEL_TITLES.get(model_id, model_id)

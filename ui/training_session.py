@@ -84,7 +84,7 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
             experiment=experiment,
             dataset=experiment.training.dataset,
             architecture=" → ".join(specs.describe(layer) for layer in experiment.model.layers),
-            params=specs.count_params(experiment.model, max_params=10**12),
+            params=result.params or specs.count_params(experiment.model, max_params=None),
             settings=run_settings(experiment.training),
             # Only whole epochs: a stopped run's partial last epoch is not comparable with the others.
             history=[dict(row) for row in result.history if row.get("complete", True)],

@@ -13,9 +13,9 @@ from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import (
-    DEFAULT_MAX_PARAMS,
     AvgPool,
     BatchNorm,
+    CheckedExperiment,
     Conv2D,
     Dense,
     Dropout,
@@ -120,13 +120,16 @@ def make_optimizer(training: TrainingConfig, total_steps: int | None = None):
 
 
 def build_model(
-    spec: ModelSpec,
+    spec: ModelSpec | CheckedExperiment,
     training: TrainingConfig | None = None,
-    max_params: int = DEFAULT_MAX_PARAMS,
     steps_per_epoch: int | None = None,
     precision: str = "float32",
 ) -> keras.Model:
     """Build and compile the functional model a spec describes, with weights seeded by `training.seed`.
+
+    A CheckedExperiment is built as checked (its training config unless `training` is given). A bare
+    ModelSpec (a script's, or a copy of a model that exists) has its shapes checked with
+    `specs.infer_shapes`; size limits are `specs.check_experiment`'s job, at the door.
 
     `steps_per_epoch` lets the optimizer's learning-rate schedule span the whole run
     (`training.epochs` epochs); without it the learning rate stays constant.
@@ -137,7 +140,11 @@ def build_model(
     Layers are named after their kind and position (``conv2d_1``, ``maxpool_2``…) so feature maps
     and summaries can refer to the spec's own numbering.
     """
-    specs.infer_shapes(spec, max_params=max_params)
+    if isinstance(spec, CheckedExperiment):
+        training = training if training is not None else spec.training
+        spec = spec.model
+    else:
+        specs.infer_shapes(spec, max_params=None)
     precisions.check(precision)
     training = training if training is not None else TrainingConfig()
     import keras

@@ -265,10 +265,10 @@ def _conv_or_pool_size(size: int, window: int, stride: int, padding: str) -> int
     return (size - window) // stride + 1
 
 
-def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[LayerInfo]:
+def infer_shapes(spec: ModelSpec, max_params: int | None = DEFAULT_MAX_PARAMS) -> list[LayerInfo]:
     """Validate the spec and return each layer's output shape and parameter count.
 
-    Every problem raises ValueError naming the layer, the field and what would work, so the
+    Every problem raises UserError naming the layer, the field and what would work, so the
     editor can show it before any TensorFlow code runs.
     """
     if not isinstance(spec, ModelSpec):
@@ -358,7 +358,7 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
             "activation 'softmax' (one output per class)."
         )
     total = sum(info.params for info in infos)
-    if total > max_params:
+    if max_params is not None and total > max_params:
         raise UserError(
             f"The model has {total:,} parameters, above the limit of {max_params:,}; use fewer filters "
             "or units, or add a pooling layer before Flatten."
@@ -366,7 +366,8 @@ def infer_shapes(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> list[
     return infos
 
 
-def count_params(spec: ModelSpec, max_params: int = DEFAULT_MAX_PARAMS) -> int:
+def count_params(spec: ModelSpec, max_params: int | None = DEFAULT_MAX_PARAMS) -> int:
+    """The spec's parameter count; `max_params` None counts a spec of any size (one already trained)."""
     return sum(info.params for info in infer_shapes(spec, max_params=max_params))
 
 
@@ -401,3 +402,81 @@ def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_
     if config.restore_best and vs == 0:
         raise UserError("Restoring the best validation weights needs a validation split above 0.")
 
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps an experiment is checked against; a server's settings give its own (`Settings.limits`).
+
+    `max_train_size` None allows the whole training set. Plain data, so it travels as JSON
+    (`dataclasses.asdict`) to a worker that checks the same experiment again on its side.
+    """
+
+    max_params: int = DEFAULT_MAX_PARAMS
+    max_epochs: int = MAX_EPOCHS
+    max_train_size: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckedExperiment:
+    """An experiment that passed `check_experiment`: what the queue and the trainer take.
+
+    Only `check_experiment` makes one, so holding one means the spec builds, the training settings
+    work and both are within `limits`; nothing downstream checks them again.
+    """
+
+    experiment: Experiment
+    layer_infos: tuple[LayerInfo, ...]
+    param_count: int
+    limits: Limits
+    # How many training images the run uses (after train_subset), before the validation split.
+    train_images: int
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.experiment.model
+
+    @property
+    def training(self) -> TrainingConfig:
+        return self.experiment.training
+
+
+def check_experiment(experiment: object, limits: Limits | None = None) -> CheckedExperiment:
+    """Validate an experiment against `limits` once; UserError with what to change otherwise.
+
+    Checks the architecture (shapes, parameter count), the training settings, and that both fit the
+    dataset in the registry (input shape, classes, images), all without loading data or TensorFlow.
+    """
+    limits = limits if limits is not None else Limits()
+    if not isinstance(experiment, Experiment):
+        raise UserError("Only an Experiment (a model spec with its training config) can be trained.")
+    config = experiment.training
+    epochs = config.epochs
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > limits.max_epochs:
+        raise UserError(
+            f"This app allows at most {limits.max_epochs} epochs per run; set epochs to {limits.max_epochs} or fewer."
+        )
+    validate_training(config, max_epochs=limits.max_epochs, max_train_size=limits.max_train_size)
+    dataset = registry.get(config.dataset)
+    available = dataset.train_size
+    used = available if config.train_subset is None else min(config.train_subset, available)
+    if limits.max_train_size is not None and used > limits.max_train_size:
+        raise UserError(
+            f"This run would use all {available:,} training images; this app allows "
+            f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
+        )
+    infos = infer_shapes(experiment.model, max_params=limits.max_params)
+    spec = experiment.model
+    if tuple(spec.input_shape) != tuple(dataset.input_shape):
+        raise UserError(
+            f"The model expects images of shape {tuple(spec.input_shape)}, but {dataset.title} has "
+            f"{tuple(dataset.input_shape)}; set the model's input_shape to match the dataset."
+        )
+    if spec.num_classes < dataset.num_classes:
+        raise UserError(
+            f"{dataset.title} has {dataset.num_classes} classes, but the model outputs only "
+            f"{spec.num_classes}; set num_classes to {dataset.num_classes}."
+        )
+    if math.ceil(used * (1.0 - config.validation_split)) < 1:
+        raise UserError("No training images are left after the validation split; use a smaller validation_split.")
+    return CheckedExperiment(experiment, tuple(infos), sum(info.params for info in infos), limits, used)

@@ -23,7 +23,7 @@ import numpy as np
 from cnn_core.engine import datasets, filmstrip, specs
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model, to_float32
-from cnn_core.engine.specs import DEFAULT_MAX_PARAMS, Experiment
+from cnn_core.engine.specs import CheckedExperiment, Experiment
 
 if TYPE_CHECKING:
     import keras
@@ -217,6 +217,8 @@ class TrainingResult:
     # The model's class probabilities for every test image (N, classes), float32, from the test
     # evaluation: the Evaluate page shows them without predicting the 10,000 images again.
     test_probabilities: np.ndarray | None = field(default=None, repr=False)
+    # The model's parameter count, as `specs.check_experiment` found it.
+    params: int | None = None
 
 
 class TrainingDiverged(UserError):
@@ -249,19 +251,11 @@ class TrainingData:
 
 
 def split_data(experiment: Experiment, dataset: Dataset) -> TrainingData:
-    """Apply `train_subset` (the first N images) and `validation_split` (the last fraction, as Keras does)."""
+    """Apply `train_subset` (the first N images) and `validation_split` (the last fraction, as Keras does).
+
+    The experiment's fit with the dataset (shape, classes, sizes) was checked by `specs.check_experiment`.
+    """
     config = experiment.training
-    spec = experiment.model
-    if tuple(dataset.x_train.shape[1:]) != tuple(spec.input_shape):
-        raise UserError(
-            f"The model expects images of shape {tuple(spec.input_shape)}, but {dataset.name} has "
-            f"{tuple(dataset.x_train.shape[1:])}; set the model's input_shape to match the dataset."
-        )
-    if spec.num_classes < len(dataset.class_names):
-        raise UserError(
-            f"{dataset.name} has {len(dataset.class_names)} classes, but the model outputs only "
-            f"{spec.num_classes}; set num_classes to {len(dataset.class_names)}."
-        )
     x, y = dataset.x_train, dataset.y_train
     if config.train_subset is not None:
         x, y = x[: config.train_subset], y[: config.train_subset]
@@ -442,12 +436,11 @@ def _forwarding_callback(
 
 
 def train(
-    experiment: Experiment,
+    checked: CheckedExperiment | Experiment,
     *,
     stop_event: threading.Event | None = None,
     listeners: Iterable[Listener] = (),
     dataset: Dataset | None = None,
-    max_params: int = DEFAULT_MAX_PARAMS,
     precision: str = "float32",
     control: TrainingControl | None = None,
     record_filmstrip: bool = False,
@@ -455,6 +448,10 @@ def train(
     initial_weights: list[np.ndarray] | None = None,
 ) -> TrainingResult:
     """Build, train and test the experiment's model; safe to call from a background thread.
+
+    `checked` comes from `specs.check_experiment`, which validated it against the caller's limits,
+    and is not checked again. A plain Experiment (a script, a benchmark) is checked here first,
+    against the default limits.
 
     Listeners receive TrainStarted, then BatchEnded/EpochEnded as training goes, then
     TrainFinished after the test-set evaluation, which runs even when training was stopped.
@@ -471,15 +468,15 @@ def train(
     continues training a finished model of the same spec instead of starting from random weights.
     """
     started = time.perf_counter()
+    if not isinstance(checked, CheckedExperiment):
+        checked = specs.check_experiment(checked)
+    experiment = checked.experiment
     config = experiment.training
     if dataset is None:
         dataset = datasets.load(config.dataset)
-    specs.validate_training(config, max_train_size=len(dataset.x_train))
     data = split_data(experiment, dataset)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
-    model = build_model(
-        experiment.model, config, max_params=max_params, steps_per_epoch=steps_per_epoch, precision=precision
-    )
+    model = build_model(checked, steps_per_epoch=steps_per_epoch, precision=precision)
     if initial_weights is not None:
         try:
             model.set_weights(initial_weights)
@@ -579,6 +576,7 @@ def train(
         seconds=seconds,
         precision=precision,
         test_probabilities=test_probabilities,
+        params=checked.param_count,
     )
 
 

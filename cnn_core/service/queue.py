@@ -55,14 +55,13 @@ from cnn_core.engine import datasets, registry, specs, training
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.filmstrip import Filmstrip
 from cnn_core.engine.models import model_from_bytes
-from cnn_core.engine.specs import Experiment
+from cnn_core.engine.specs import CheckedExperiment, Experiment
 from cnn_core.service.settings import Settings, load_settings
 from cnn_core.service.workers import WORKER_IDLE_S, WorkerCrashed, _error_message, _WorkerError, _WorkerPool
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from cnn_core.engine.datasets import Dataset
     from cnn_core.engine.training import TrainingResult
 
 logger = logging.getLogger(__name__)
@@ -71,36 +70,6 @@ JobState = Literal["queued", "running", "finished", "stopped", "failed", "abando
 ACTIVE_STATES = ("queued", "running")
 # Terminal jobs an owner keeps listed (with their results) besides the newest; older ones are dropped.
 FINISHED_JOBS_PER_OWNER = 3
-
-
-def check_caps(
-    experiment: Experiment, limits: Settings, train_images: Callable[[str], int] | None = None
-) -> None:
-    """Raise UserError (one sentence saying what to change) unless the run fits the server's caps.
-
-    `train_images(dataset_name)` is how many training images the dataset has (the bundled ones' counts by
-    default). The web tier calls this at the door and an RQ worker again before training.
-    """
-    config = experiment.training
-    epochs = config.epochs
-    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > limits.max_epochs:
-        raise UserError(
-            f"This server allows at most {limits.max_epochs} epochs per run; set epochs to "
-            f"{limits.max_epochs} or fewer."
-        )
-    # Checked before loading, so an unknown dataset name gets the validator's message.
-    specs.validate_training(config, max_epochs=limits.max_epochs, max_train_size=limits.max_train_size)
-    available = registry.get(config.dataset).train_size if train_images is None else train_images(config.dataset)
-    specs.validate_training(
-        config, max_epochs=limits.max_epochs, max_train_size=min(available, limits.max_train_size)
-    )
-    used = available if config.train_subset is None else min(config.train_subset, available)
-    if used > limits.max_train_size:
-        raise UserError(
-            f"This run would use all {available:,} training images; this server allows "
-            f"{limits.max_train_size:,} per run, so set train_subset to {limits.max_train_size:,} or fewer."
-        )
-    specs.count_params(experiment.model, max_params=limits.max_params)
 
 
 class TrainingJob:
@@ -112,12 +81,13 @@ class TrainingJob:
     steerable = True
 
     def __init__(
-        self, job_id: str, experiment: Experiment, owner: str, queue: JobQueue, *,
+        self, job_id: str, checked: CheckedExperiment, owner: str, queue: JobQueue, *,
         probe: np.ndarray | None = None, initial_weights: list[np.ndarray] | None = None,
     ):
         self.id = job_id
         self.owner = owner
-        self.experiment = experiment
+        self.checked = checked
+        self.experiment = checked.experiment
         self.progress = training.ProgressRecorder()
         # Frames of the first layer's filters and of `probe`'s feature maps, filled as the run goes.
         self.filmstrip = Filmstrip()
@@ -214,10 +184,9 @@ def job_options(job: TrainingJob) -> dict:
 class JobQueue:
     """Runs training jobs: at most `max_concurrent_jobs` at once, the rest first-in first-out.
 
-    `dataset_loader` and `train` are the real `datasets.load` and `training.train` unless a
-    test passes small stand-ins; `train` is what the thread runner calls, while a worker process
-    always runs `training.train` (and gets the loaded dataset sent over when the loader is not
-    the default one). `watchdog_interval` defaults to a quarter of the shorter of
+    `train` is what the thread runner calls (`training.train` unless a test passes a stand-in); a
+    worker process always runs `training.train`. Datasets come from the registry: a worker loads a
+    bundled one itself, and one registered in this process only is sent over. `watchdog_interval` defaults to a quarter of the shorter of
     `abandon_after_s` and `result_ttl_s`, between 0.05 s and 5 s.
     """
 
@@ -225,18 +194,15 @@ class JobQueue:
         self,
         settings: Settings,
         *,
-        dataset_loader: Callable[[str], Dataset] = datasets.load,
         train: Callable[..., TrainingResult] = training.train,
         watchdog_interval: float | None = None,
     ):
         self.settings = settings
-        self._load_dataset = dataset_loader
         self._train = train
         self._lock = threading.RLock()
         self._jobs: dict[str, TrainingJob] = {}
         self._waiting: collections.deque[TrainingJob] = collections.deque()
         self._running: set[TrainingJob] = set()
-        self._owner_heartbeats: dict[str, float] = {}
         self._ids = itertools.count(1)
         self._closed = threading.Event()
         if watchdog_interval is None:
@@ -256,22 +222,25 @@ class JobQueue:
     # Submitting
 
     def submit(
-        self, experiment: Experiment, owner: str, *,
+        self, experiment: CheckedExperiment | Experiment, owner: str, *,
         probe: np.ndarray | None = None, initial_weights: list[np.ndarray] | None = None,
     ) -> TrainingJob:
-        """Check the experiment against the server's caps and queue it; ValueError says what to change.
+        """Queue a checked experiment; UserError says what to change.
 
+        A CheckedExperiment checked against caps no looser than this server's is taken as it is; a
+        plain Experiment (or one checked against looser caps) is checked here, once, with `check`.
         `probe` is the image the run's filmstrip follows (default: the first test image);
         `initial_weights` continues training a finished model of the same spec.
         """
         if self._closed.is_set():
             raise RuntimeError("This job queue has been shut down.")
-        if not isinstance(experiment, Experiment):
-            raise ValueError("Only an Experiment (a model spec with its training config) can be trained.")
         if not isinstance(owner, str) or not owner:
             raise ValueError("A training job needs its session id as owner.")
+        if isinstance(experiment, CheckedExperiment) and self._within_caps(experiment):
+            checked = experiment
+        else:
+            checked = self.check(experiment.experiment if isinstance(experiment, CheckedExperiment) else experiment)
         self.reap()
-        self._check_caps(experiment)
         with self._lock:
             current = next((job for job in self._jobs.values() if job.owner == owner and job.is_active), None)
             if current is not None:
@@ -286,23 +255,27 @@ class JobQueue:
                     f"{len(self._waiting)} runs are waiting. Try again in a minute."
                 )
             job = TrainingJob(
-                f"job-{next(self._ids)}", experiment, owner, self, probe=probe, initial_weights=initial_weights
+                f"job-{next(self._ids)}", checked, owner, self, probe=probe, initial_weights=initial_weights
             )
             self._forget_old_jobs(owner)
             self._jobs[job.id] = job
-            self._owner_heartbeats[owner] = job.last_heartbeat
             self._waiting.append(job)
             self._start_waiting_jobs()
         self._ensure_watchdog()
         return job
 
-    def _train_images(self, name: str) -> int:
-        if self._load_dataset is datasets.load:
-            return registry.get(name).train_size
-        return len(self._load_dataset(name).x_train)
+    def check(self, experiment: Experiment) -> CheckedExperiment:
+        """`experiment` checked against this server's caps (`Settings.limits`); UserError says what to change."""
+        return specs.check_experiment(experiment, self.settings.limits)
 
-    def _check_caps(self, experiment: Experiment) -> None:
-        check_caps(experiment, self.settings, self._train_images)
+    def _within_caps(self, checked: CheckedExperiment) -> bool:
+        mine, theirs = self.settings.limits, checked.limits
+        return (
+            theirs.max_params <= mine.max_params
+            and theirs.max_epochs <= mine.max_epochs
+            and theirs.max_train_size is not None
+            and theirs.max_train_size <= mine.max_train_size
+        )
 
     def _forget_old_jobs(self, owner: str) -> None:
         finished = [job for job in self._jobs.values() if job.owner == owner and not job.is_active]
@@ -333,11 +306,10 @@ class JobQueue:
                 result = self._run_in_worker(job)
             else:
                 result = self._train(
-                    job.experiment,
+                    job.checked,
                     stop_event=job._stop_event,
                     listeners=job.listeners,
-                    dataset=self._load_dataset(job.experiment.training.dataset),
-                    max_params=self.settings.max_params,
+                    dataset=datasets.load(job.experiment.training.dataset),
                     precision=self.precision,
                     **job_options(job),
                     control=job.control,
@@ -356,10 +328,9 @@ class JobQueue:
             # The bundled datasets are loaded (and cached) by the worker itself, never by the server;
             # anything else (a learner's own classes, registered only here) is sent over.
             name = job.experiment.training.dataset
-            bundled = self._load_dataset is datasets.load and registry.get(name).bundled
-            shipped = None if bundled else self._load_dataset(name)
+            shipped = None if registry.get(name).bundled else datasets.load(name)
             worker.stop.clear()
-            worker.conn.send((job.experiment, shipped, self.settings.max_params, self.precision, job_options(job)))
+            worker.conn.send((job.checked, shipped, self.precision, job_options(job)))
             while True:
                 if job._stop_event.is_set():
                     worker.stop.set()
@@ -433,7 +404,6 @@ class JobQueue:
     def heartbeat(self, owner: str) -> None:
         now = time.monotonic()
         with self._lock:
-            self._owner_heartbeats[owner] = now
             for job in self._jobs.values():
                 if job.owner == owner:
                     job.last_heartbeat = now
@@ -467,10 +437,6 @@ class JobQueue:
                     or wall_now - (job.finished_at or wall_now) > self.settings.result_ttl_s
                 ):
                     self._forget(job)
-            stale = now - self.settings.abandon_after_s
-            for owner in [o for o, beat in self._owner_heartbeats.items() if beat < stale]:
-                if not any(job.owner == owner for job in self._jobs.values()):
-                    del self._owner_heartbeats[owner]
 
     def _ensure_watchdog(self) -> None:
         with self._lock:

@@ -45,11 +45,11 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from cnn_core.engine import registry, training
+from cnn_core.engine import registry, specs, training
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.filmstrip import Filmstrip
-from cnn_core.engine.specs import Experiment
-from cnn_core.service.queue import ACTIVE_STATES, FINISHED_JOBS_PER_OWNER, TrainingJob, check_caps
+from cnn_core.engine.specs import CheckedExperiment, Experiment
+from cnn_core.service.queue import ACTIVE_STATES, FINISHED_JOBS_PER_OWNER, TrainingJob
 from cnn_core.service.settings import Settings
 
 if TYPE_CHECKING:
@@ -425,8 +425,10 @@ class RedisJobQueue:
             raise UserError("Continuing a finished model is not available on this server yet; start a new run.")
         if self._closed.is_set():
             raise RuntimeError("This job queue has been shut down.")
+        if isinstance(experiment, CheckedExperiment):
+            experiment = experiment.experiment
         if not isinstance(experiment, Experiment):
-            raise ValueError("Only an Experiment (a model spec with its training config) can be trained.")
+            raise UserError("Only an Experiment (a model spec with its training config) can be trained.")
         dataset = experiment.training.dataset
         if dataset in registry.names() and not registry.get(dataset).bundled:
             # An RQ worker on another machine cannot load arrays registered in this web process only.
@@ -434,7 +436,8 @@ class RedisJobQueue:
                             "choose MNIST or Fashion-MNIST as the dataset.")
         if not isinstance(owner, str) or not owner:
             raise ValueError("A training job needs its session id as owner.")
-        check_caps(experiment, self.settings)
+        # Checked here at the door; the RQ worker checks the JSON again with the same function (its own limits).
+        specs.check_experiment(experiment, self.settings.limits)
         self._ensure_reaper()
         try:
             return self._submit(experiment, owner)
@@ -448,11 +451,11 @@ class RedisJobQueue:
         blocking = _text(conn.register_script(_CLAIM)(keys=[owner_key(owner, "active")], args=[run_id, PREFIX]))
         if blocking:
             state = _text(conn.hget(run_key(blocking), "state")) or "queued"
-            raise ValueError(f"You already have a training run {state}; stop it before starting another.")
+            raise UserError(f"You already have a training run {state}; stop it before starting another.")
         waiting = self.rq_queue.count
         if waiting >= self.settings.max_queued_jobs:
             conn.delete(owner_key(owner, "active"))
-            raise ValueError(
+            raise UserError(
                 f"The training service is busy: {waiting} runs are waiting for a worker. Try again in a minute."
             )
         now = redis_now(conn)

@@ -27,11 +27,10 @@ import sys
 import threading
 import time
 
-from cnn_core.engine import datasets, training
+from cnn_core.engine import datasets, specs, training
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Experiment
 from cnn_core.service import redis_queue as rq_keys
-from cnn_core.service.queue import check_caps
 from cnn_core.service.settings import Settings, load_settings
 from cnn_core.service.workers import EVENT_INTERVAL_S, _error_message
 
@@ -181,13 +180,12 @@ def _train(conn, run_id: str, owner: str, experiment_json: str, settings: Settin
 
     ttl = settings.result_ttl_s
     try:
-        experiment = Experiment.from_json(experiment_json)
-        check_caps(experiment, settings)
-        config = experiment.training
+        checked = specs.check_experiment(Experiment.from_json(experiment_json), settings.limits)
+        config = checked.training
         dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
         result = training.train(
-            experiment, stop_event=RedisStopFlag(conn, run_id), listeners=(StreamPublisher(conn, run_id),),
-            dataset=dataset, max_params=settings.max_params, precision=settings.training_precision,
+            checked, stop_event=RedisStopFlag(conn, run_id), listeners=(StreamPublisher(conn, run_id),),
+            dataset=dataset, precision=settings.training_precision,
         )
         data = model_to_bytes(result.model)
         if len(data) > settings.max_upload_bytes:

@@ -75,7 +75,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cnn_core.engine import precision
+from cnn_core.engine import precision, specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = REPO_ROOT / "saved_models"
@@ -132,6 +132,11 @@ class Settings:
     def training_precision(self) -> str:
         """"bfloat16" or "float32": what training runs compute in on this machine (see engine/precision.py)."""
         return precision.resolve(self.bf16)
+
+    @property
+    def limits(self) -> specs.Limits:
+        """The caps every experiment on this server is checked against (`specs.check_experiment`)."""
+        return specs.Limits(max_params=self.max_params, max_epochs=self.max_epochs, max_train_size=self.max_train_size)
 
     @property
     def max_upload_bytes(self) -> int:

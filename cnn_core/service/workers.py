@@ -225,7 +225,7 @@ def _register_shipped(dataset) -> None:
 
 
 def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
-    """The worker process: receive (experiment, dataset or None, max_params, precision, options), train, send the outcome."""
+    """The worker process: receive (checked experiment, dataset or None, precision, options), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -247,7 +247,7 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
             return
         if message is None:
             return
-        experiment, dataset, max_params, precision, options = message
+        checked, dataset, precision, options = message
         last_sent = 0.0
         control = training.TrainingControl()
         done = threading.Event()
@@ -267,13 +267,12 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
 
         try:
             if dataset is None:
-                config = experiment.training
+                config = checked.training
                 dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
             elif dataset.name not in registry.names():
                 _register_shipped(dataset)
             result = training.train(
-                experiment, stop_event=stop, listeners=(relay,), dataset=dataset, max_params=max_params,
-                precision=precision,
+                checked, stop_event=stop, listeners=(relay,), dataset=dataset, precision=precision,
                 control=control, **options,
             )
             outcome = ("result", (model_to_bytes(result.model), dataclasses.replace(result, model=None)))

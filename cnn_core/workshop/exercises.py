@@ -62,7 +62,7 @@ class Attempt:
             history=history_rows(result.history),
             test_accuracy=result.test_accuracy,
             stopped_reason=result.stopped_reason,
-            params=specs.count_params(experiment.model, max_params=10**12),
+            params=getattr(result, "params", None) or specs.count_params(experiment.model, max_params=None),
             reference_accuracy=reference_accuracy,
             seconds=getattr(result, "seconds", None),
         )
@@ -143,7 +143,7 @@ def _kinds(model: ModelSpec) -> list[str]:
 def _params(attempt: Attempt) -> int:
     if attempt.params is not None:
         return attempt.params
-    return specs.count_params(attempt.experiment.model, max_params=10**12)
+    return specs.count_params(attempt.experiment.model, max_params=None)
 
 
 # (a) Seed 002: the Coursera exercise with a callback that stops at 99.8% training accuracy.

@@ -236,7 +236,7 @@ SWEET_SPOT_TOLERANCE = 0.005
 
 def flattened_size(model: ModelSpec) -> int | None:
     """How many numbers the Flatten layer hands to the dense layers (None without a Flatten)."""
-    for layer, info in zip(model.layers, specs.infer_shapes(model, max_params=10**12), strict=True):
+    for layer, info in zip(model.layers, specs.infer_shapes(model, max_params=None), strict=True):
         if isinstance(layer, Flatten):
             return info.output_shape[-1]
     return None

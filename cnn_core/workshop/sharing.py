@@ -198,8 +198,7 @@ def _experiment_from_payload(payload: Any) -> Experiment:
     except (TypeError, AttributeError, OverflowError) as exc:
         raise UserError(f"The link's configuration does not describe a valid experiment ({exc}).") from None
     # The same checks the editor runs, so a link never brings in a spec that cannot be built.
-    specs.infer_shapes(experiment.model, max_params=specs.DEFAULT_MAX_PARAMS)
-    specs.validate_training(experiment.training)
+    specs.check_experiment(experiment)
     return experiment
 
 

@@ -85,8 +85,8 @@ def test_clear_blanks_the_page_before_the_canvas_sends_its_empty_picture(open_pa
 @_needs_default("fashion_mnist")
 def test_a_fashion_model_offers_test_images_instead_of_drawing(open_page, fake_canvas):
     at = open_page("draw")
-    fashion = "Default Fashion-MNIST model"
-    at.selectbox(key="draw-model-Default MNIST model").set_value(fashion).run()
+    fashion = "default:fashion_mnist"
+    at.selectbox(key="draw-model-default:mnist").set_value(fashion).run()
     assert not at.exception
     assert at.session_state["app_state"].active_model == fashion
     assert "recognises clothes" in texts(at)
@@ -122,11 +122,11 @@ def test_evaluate_scores_the_default_model_as_its_metadata_says(open_page):
     expected = persistence.load_default("mnist").metrics["test_accuracy"]
     assert measured == pytest.approx(expected, abs=0.002)
     state = at.session_state["app_state"]
-    result = state.evaluations["Default MNIST model"]
+    result = state.evaluations["default:mnist"]
     assert result.confusion.sum() == 10_000
     # Picking a cell lists exactly the images of that confusion-matrix cell.
-    at.selectbox(key="eval-Default MNIST model-true").set_value(4).run()
-    at.selectbox(key="eval-Default MNIST model-predicted").set_value(9).run()
+    at.selectbox(key="eval-default:mnist-true").set_value(4).run()
+    at.selectbox(key="eval-default:mnist-predicted").set_value(9).run()
     count = int(result.confusion[4, 9])
     assert not at.exception
     if count:

@@ -7,7 +7,7 @@ import numpy as np
 from cnn_core.service.persistence import ModelBundle
 from cnn_core.service.workspace import MemoryWorkspaceStore, Workspace, new_id
 from cnn_core.workshop import presets
-from ui.state import DEFAULT_MODEL_NAMES, MAX_SESSION_MODELS, AppState, RunRecord
+from ui.state import DEFAULT_MODEL, DEFAULT_MODEL_TITLES, MAX_SESSION_MODELS, AppState, RunRecord
 
 
 def add(state: AppState, name: str) -> str:
@@ -25,7 +25,7 @@ def test_a_new_state_starts_from_the_first_seed_preset():
     preset = presets.get("mnist_functional")
     assert state.layers == preset.model.layers
     assert state.editor_training == preset.training
-    assert state.active_model == DEFAULT_MODEL_NAMES["mnist"]
+    assert state.active_model == DEFAULT_MODEL
     assert len({row.uid for row in state.editor_rows}) == len(state.editor_rows)
 
 
@@ -40,8 +40,11 @@ def test_added_models_get_unique_names_and_become_active():
     state = AppState()
     assert add(state, "cnn") == "cnn"
     assert add(state, "cnn") == "cnn (2)"
-    assert add(state, DEFAULT_MODEL_NAMES["mnist"]) == f"{DEFAULT_MODEL_NAMES['mnist']} (2)"
-    assert state.active_model == f"{DEFAULT_MODEL_NAMES['mnist']} (2)"
+    title = DEFAULT_MODEL_TITLES[DEFAULT_MODEL]
+    # A learner's model never takes a default's id, nor the title it is shown with.
+    assert add(state, DEFAULT_MODEL) == f"{DEFAULT_MODEL} (2)"
+    assert add(state, title) == f"{title} (2)"
+    assert state.active_model == f"{title} (2)"
 
 
 def test_a_session_keeps_a_bounded_number_of_models_oldest_out_first():
@@ -101,7 +104,7 @@ def test_another_tab_sees_new_models_and_runs_after_a_refresh():
     assert list(other_tab.models) == ["mine"] and [run.name for run in other_tab.runs] == ["mine"]
     other_tab.forget_model("mine")
     tab.refresh()
-    assert list(tab.models) == [] and tab.active_model == DEFAULT_MODEL_NAMES["mnist"]
+    assert list(tab.models) == [] and tab.active_model == DEFAULT_MODEL
 
 
 def test_a_model_kept_by_name_is_never_pushed_out():
@@ -129,3 +132,13 @@ def test_the_editor_and_its_locks_survive_a_reopen():
     assert again.editor_training == experiment.training
     assert again.locked == frozenset({"layers", "learning_rate"})
     assert not AppState(workspace=Workspace(store, new_id())).editor_restored
+
+
+def test_a_model_is_known_by_its_id_and_shown_by_its_title():
+    from ui import state as app_state
+
+    assert app_state.default_dataset_of("default:fashion_mnist") == "fashion_mnist"
+    # A learner's model named like a default's title is not the default.
+    assert app_state.default_dataset_of("Default MNIST model") is None
+    assert app_state.model_title("default:mnist") == "Default MNIST model"
+    assert app_state.model_title("my cnn") == "my cnn"

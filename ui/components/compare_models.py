@@ -30,7 +30,7 @@ def _column(name: str, image: np.ndarray, class_names: Sequence[str], key: str) 
     probabilities = explain_cache.probabilities(name, model, image)
     top = int(np.argmax(probabilities))
     saliency = explain_cache.saliency(name, model, image, top)
-    st.markdown(f"**{plain(name)}** says **{class_names[top]}** ({probabilities[top]:.0%})")
+    st.markdown(f"**{plain(app_state.model_title(name))}** says **{class_names[top]}** ({probabilities[top]:.0%})")
     chart_col, map_col = st.columns([3, 2])
     chart_col.vega_lite_chart(
         {"class": list(class_names), "probability": [float(p) for p in probabilities],
@@ -47,7 +47,7 @@ def show(active: str, image: np.ndarray | None, class_names: Sequence[str], key:
         return
     state = app_state.get()
     dataset = model_picker.card(active).dataset
-    others = [name for name in state.model_names() if name != active and model_picker.card(name).dataset == dataset]
+    others = [name for name in state.model_ids() if name != active and model_picker.card(name).dataset == dataset]
     if not others:
         st.info("There is no second model for this dataset yet: train one on **Train a CNN** or upload a .keras "
                 "file with the Upload button above, then compare them here.")

@@ -65,7 +65,7 @@ def _compute_maps(bundle: ModelBundle, dataset, drawing) -> dict:
     result = {"trained": embedding.embedding_map(bundle.model, x, y, drawing=drawing)}
     if bundle.experiment is not None:
         # The same seed builds the same initial weights the run started from (the filmstrip's first frame).
-        untrained = build_model(bundle.experiment.model, bundle.experiment.training, max_params=10**12)
+        untrained = build_model(bundle.experiment.model, bundle.experiment.training)
         result["untrained"] = embedding.embedding_map(untrained, x, y, drawing=drawing)
     result["pictures"] = [_data_url(image) for image in x[: len(result["trained"].points)]]
     return result

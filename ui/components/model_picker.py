@@ -14,6 +14,9 @@ from ui.text import message as error_text
 
 @dataclass(frozen=True)
 class ModelCard:
+    """What a page says about a model: `id` is what it is picked and cached by, `name` what it is called."""
+
+    id: str
     name: str
     dataset: str
     accuracy: float | None
@@ -37,14 +40,15 @@ class ModelCard:
         return f"{self.name} ({', '.join(extra)})" if extra else self.name
 
 
-def card(name: str) -> ModelCard:
+def card(model_id: str) -> ModelCard:
     """What to say about a model, without loading TensorFlow for the shipped ones."""
     state = app_state.get()
-    default = app_state.default_dataset_of(name)
+    title = app_state.model_title(model_id)
+    default = app_state.default_dataset_of(model_id)
     if default is not None:
-        return ModelCard(name, default, loaders.default_metadata(default).get("test_accuracy"))
-    info = state.models.info(name)
-    return ModelCard(name, info.dataset, info.accuracy)
+        return ModelCard(model_id, title, default, loaders.default_metadata(default).get("test_accuracy"))
+    info = state.models.info(model_id)
+    return ModelCard(model_id, title, info.dataset, info.accuracy)
 
 
 def _set_active(key: str) -> None:
@@ -99,16 +103,16 @@ def delete_form(key: str, name: str) -> None:
     """Delete one of the learner's models (a shipped default cannot be deleted)."""
     with st.popover("Delete", icon=":material/delete:", help="Delete this model", width="content",
                     disabled=app_state.default_dataset_of(name) is not None):
-        st.text(f"Delete {name}? This cannot be undone.")
+        st.text(f"Delete {app_state.model_title(name)}? This cannot be undone.")
         st.button("Delete this model", key=f"{key}-delete", on_click=_delete, args=(name, key), type="primary")
 
 
 def show(key: str, *, dataset: str | None = None, allow_upload: bool = True) -> str:
     """A selectbox over the models (optionally only those for `dataset`); the choice becomes active."""
     state = app_state.get()
-    names = [name for name in state.model_names() if dataset is None or card(name).dataset == dataset]
-    if state.active_model not in state.model_names():
-        state.active_model = app_state.DEFAULT_MODEL_NAMES["mnist"]
+    names = [name for name in state.model_ids() if dataset is None or card(name).dataset == dataset]
+    if state.active_model not in state.model_ids():
+        state.active_model = app_state.DEFAULT_MODEL
     index = names.index(state.active_model) if state.active_model in names else 0
     # The widget's own state would go stale when another page changes the active model, so the
     # key carries the active name and the choice is copied into the session state on change.

@@ -5,6 +5,7 @@ import pytest
 
 from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model, learning_rate_schedule, make_optimizer, to_float32
 from cnn_core.engine.specs import (
     BatchNorm,
@@ -71,8 +72,8 @@ def test_outputs_are_probabilities():
 def test_invalid_spec_raises_the_spec_error():
     with pytest.raises(ValueError, match=r"Layer 1 \(dense\)"):
         build_model(ModelSpec((Dense(10), Flatten(), Dense(10, "softmax"))))
-    with pytest.raises(ValueError, match="limit of 1,000"):
-        build_model(ModelSpec((Flatten(), Dense(10, "softmax"))), max_params=1000)
+    with pytest.raises(UserError, match="no classifier head"):
+        build_model(ModelSpec((Flatten(), Dense(10, "relu"))))
 
 
 def test_cosine_schedule_goes_from_the_rate_to_zero_over_the_run():

@@ -1,9 +1,11 @@
 import json
 import random
+import re
 
 import pytest
 
 from cnn_core.engine import specs
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import (
     AvgPool,
     BatchNorm,
@@ -220,3 +222,39 @@ def test_random_specs_are_valid_and_round_trip():
         random_spec = random_valid_spec(rng)
         assert specs.count_params(random_spec) > 0
         assert ModelSpec.from_dict(random_spec.to_dict()) == random_spec
+
+
+def test_check_experiment_returns_the_infos_and_count_it_checked():
+    experiment = specs.Experiment(
+        specs.ModelSpec((specs.Conv2D(4, 3), specs.MaxPool(2), specs.Flatten(), specs.Dense(10, "softmax"))),
+        specs.TrainingConfig(epochs=2, train_subset=500),
+    )
+    checked = specs.check_experiment(experiment, specs.Limits(max_params=10_000, max_epochs=3, max_train_size=1000))
+    assert checked.experiment is experiment
+    assert [info.output_shape for info in checked.layer_infos] == [(26, 26, 4), (13, 13, 4), (676,), (10,)]
+    assert checked.param_count == 6_810 == specs.count_params(experiment.model)
+    assert checked.train_images == 500
+
+
+@pytest.mark.parametrize(
+    ("limits", "training", "message"),
+    [
+        (specs.Limits(max_params=5_000), {}, "6,810 parameters, above the limit of 5,000"),
+        (specs.Limits(max_epochs=3), {"epochs": 4}, "at most 3 epochs per run"),
+        (specs.Limits(max_train_size=1000), {}, "would use all 60,000 training images"),
+        (specs.Limits(), {"dataset": "cifar"}, "Unknown dataset 'cifar'; use one of mnist, fashion_mnist"),
+    ],
+)
+def test_check_experiment_refuses_what_is_over_the_limits(limits, training, message):
+    experiment = specs.Experiment(
+        specs.ModelSpec((specs.Conv2D(4, 3), specs.MaxPool(2), specs.Flatten(), specs.Dense(10, "softmax"))),
+        specs.TrainingConfig(**training),
+    )
+    with pytest.raises(UserError, match=re.escape(message)):
+        specs.check_experiment(experiment, limits)
+
+
+def test_check_experiment_compares_the_model_with_the_registered_dataset():
+    wrong = specs.Experiment(specs.ModelSpec((specs.Flatten(), specs.Dense(10, "softmax")), input_shape=(32, 32, 1)))
+    with pytest.raises(UserError, match=r"MNIST digits has \(28, 28, 1\); set the model's input_shape"):
+        specs.check_experiment(wrong)

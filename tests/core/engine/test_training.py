@@ -6,6 +6,7 @@ import pytest
 
 from cnn_core.engine import datasets, training
 from cnn_core.engine.datasets import Dataset
+from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model
 from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
 from cnn_core.engine.training import BatchEnded, EpochEnded, ProgressRecorder, TrainFinished, TrainStarted
@@ -87,7 +88,7 @@ def test_subset_and_validation_split_take_first_and_last_images(small):
 
 def test_wrong_dataset_shape_is_refused(small):
     spec = ModelSpec(TINY_SPEC.layers, input_shape=(32, 32, 1))
-    with pytest.raises(ValueError, match=r"input_shape"):
+    with pytest.raises(UserError, match=r"input_shape"):
         training.train(Experiment(spec, TrainingConfig(batch_size=100, epochs=1)), dataset=small)
 
 
