@@ -1,13 +1,13 @@
 """Cost of the feature-map view: every conv/pool map of one image, computed and made into figures.
 
 Measured on the default MNIST model with a `FeatureExtractor` built once (as the app caches
-it), against one plain forward pass of the same model through `Predictor`. Drawing the
-figures to PNG (what Streamlit does when it shows them) is reported separately.
+it), against one plain forward pass of the same model through `Predictor`. The figures are the
+channel mosaics the Feature maps page shows (`ui.images.mosaic`); encoding them to PNG (what the
+page sends) is reported separately.
 """
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
@@ -16,7 +16,7 @@ from cnn_core.engine import datasets
 from cnn_core.engine.activations import FeatureExtractor
 from cnn_core.engine.inference import Predictor
 from cnn_core.service.persistence import load_default
-from ui import plotting
+from ui import images as pictures
 
 GOAL_MS = 300.0
 
@@ -36,11 +36,12 @@ def run(quick: bool) -> dict:
         begun = time.perf_counter()
         maps = extractor.maps(image)
         maps_ms.append(time.perf_counter() - begun)
-        figures = [plotting.feature_map_grid(layer) for layer in maps]
+        figures = [pictures.mosaic(layer.activations, max_channels=layer.activations.shape[2], columns=16)
+                   for layer in maps]
         figures_ms.append(time.perf_counter() - begun)
         begun = time.perf_counter()
         for figure in figures:
-            figure.savefig(io.BytesIO(), format="png")
+            pictures.png(figure)
         png_ms.append(time.perf_counter() - begun)
         begun = time.perf_counter()
         predictor.predict(image)

@@ -11,6 +11,20 @@ from ui.text import class_label
 start_page()
 
 SAMPLES = 40
+# Drawn in the browser: the server sends ten counts, not a picture.
+BALANCE_CHART = {
+    "height": 260,
+    "layer": [
+        {"mark": {"type": "bar", "color": "#4c72b0", "cornerRadiusEnd": 2},
+         "encoding": {
+             "x": {"field": "class", "type": "nominal", "sort": None, "title": None, "axis": {"labelAngle": -45}},
+             "y": {"field": "images", "type": "quantitative", "title": "images"},
+             "tooltip": [{"field": "class"}, {"field": "images", "format": ","}],
+         }},
+        {"mark": {"type": "rule", "color": "#e4572e", "strokeDash": [4, 3]},
+         "encoding": {"y": {"aggregate": "mean", "field": "images", "type": "quantitative"}}},
+    ],
+}
 
 st.title("Datasets")
 st.caption(
@@ -48,14 +62,17 @@ st.caption("The average of every image in a class: blurry where the class varies
            "agree." + (" Only the classes chosen above; clear the choice to see all." if classes else ""))
 
 balance_col, note_col = st.columns([3, 2], gap="large")
+counts = np.bincount(y, minlength=len(names))
 with balance_col:
     st.subheader("Class balance")
-    st.image(loaders.dataset_summary_png(name, split, "balance"))
+    st.vega_lite_chart({"class": [class_label(names, i) for i in range(len(names))], "images": counts.tolist()},
+                       BALANCE_CHART, width="stretch")
+    st.caption(f"{int(counts.sum()):,} {'training' if split == 'train' else 'test'} images; the dashed line is "
+               "the mean per class.")
     if classes:
         st.caption("Every class is shown here, whatever the choice above, so the chosen ones can be compared with "
                    "the rest.")
 with note_col:
-    counts = np.bincount(y, minlength=len(names))
     st.subheader("Why it matters")
     if counts.min() == counts.max():
         balance = f"Every class has exactly **{counts.min():,}** images: the set is perfectly balanced."

@@ -110,7 +110,7 @@ elif view == "filters":
     with st.spinner("Drawing the filters…"):
         # Every filter of every layer: a layer of 64 filters shows all 64.
         for layer in conv_filters(model):
-            figures.show("filter_grid", layer, mode=mode, max_filters=None, columns=16)
+            figures.show(figures.filter_grid(layer, mode=mode, max_filters=None, columns=16))
 
 else:
     data = loaders.dataset(card.dataset)
@@ -128,9 +128,9 @@ else:
         help="The widest layer has this many channels; a layer with fewer shows the channel number modulo its "
         "own count (named above each column).",
     ))
-    figures.show("journey", journey_images, journey_maps, channel=channel,
+    figures.show(figures.journey(journey_images, journey_maps, channel=channel,
                  title=f"Channel {channel} through the network: {len(picks)} test images of "
-                       f"'{data.class_names[label]}'")
+                       f"'{data.class_names[label]}'"))
     wrapped = [f"{layer} has {count} channels, so it shows channel {channel} mod {count} = {channel % count}"
                for layer, count in counts.items() if channel >= count]
     st.caption("Rows are images of the same class, columns the layers. A channel that lights up in the same "

@@ -133,13 +133,13 @@ def pooling_by_hand() -> None:
     row, col = windows[window_index]
     example_col, max_col, avg_col = st.columns(3)
     with example_col:
-        figures.show("numeric_grid", POOL_EXAMPLE, title="input 4×4", highlight=(row, col, 2, 2))
+        figures.show(figures.numeric_grid(POOL_EXAMPLE, title="input 4×4", highlight=(row, col, 2, 2)))
     with max_col:
-        figures.show("numeric_grid", ops.max_pool(POOL_EXAMPLE, 2), title="max pool 2×2",
-                     highlight=(row // 2, col // 2, 1, 1))
+        figures.show(figures.numeric_grid(ops.max_pool(POOL_EXAMPLE, 2), title="max pool 2×2",
+                     highlight=(row // 2, col // 2, 1, 1)))
     with avg_col:
-        figures.show("numeric_grid", ops.avg_pool(POOL_EXAMPLE, 2), title="average pool 2×2",
-                     highlight=(row // 2, col // 2, 1, 1), decimals=2)
+        figures.show(figures.numeric_grid(ops.avg_pool(POOL_EXAMPLE, 2), title="average pool 2×2",
+                     highlight=(row // 2, col // 2, 1, 1), decimals=2))
     block = POOL_EXAMPLE[row : row + 2, col : col + 2]
     st.markdown(
         f"Window {window_index + 1} holds {', '.join(f'{v:g}' for v in block.ravel())}: "

@@ -39,6 +39,23 @@ def enlarge(array: np.ndarray, size: int = 196, *, signed: bool = False, frame: 
     return picture
 
 
+def tile_channels(stack: np.ndarray, columns: int, gap: int, fill: float | int) -> np.ndarray:
+    """The channels of a (H, W, C) or (H, W, C, 3) stack laid out row by row, `gap` pixels of `fill` between.
+
+    The one channel layout of the app: the coloured feature-map mosaic below and the filter figures
+    (ui.plotting, on a float stack with NaN gaps) both use it.
+    """
+    height, width, count = stack.shape[:3]
+    rows = -(-count // columns)
+    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, *stack.shape[3:]), fill,
+                     dtype=stack.dtype)
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = row * (height + gap), column * (width + gap)
+        canvas[top : top + height, left : left + width] = stack[:, :, index]
+    return canvas
+
+
 def mosaic(activations: np.ndarray, *, max_channels: int, columns: int = 8, tile: int = 72,
            gap: int = 4) -> np.ndarray:
     """One layer's channels (H, W, C) as a grid of coloured tiles on one shared scale (viridis).
@@ -55,17 +72,9 @@ def mosaic(activations: np.ndarray, *, max_channels: int, columns: int = 8, tile
     low, high = float(values[..., :count].min()), float(values[..., :count].max())
     scaled = (values[..., :count] - low) / (high - low) if high > low else np.zeros_like(values[..., :count])
     factor = max(1, round(tile / max(values.shape[:2])))
-    size_h, size_w = values.shape[0] * factor, values.shape[1] * factor
-    columns = min(columns, count)
-    rows = -(-count // columns)
-    canvas = np.full((rows * (size_h + gap) - gap, columns * (size_w + gap) - gap, 3), 255, dtype=np.uint8)
     colours = (colormaps["viridis"](scaled)[..., :3] * 255).astype(np.uint8)
-    for channel in range(count):
-        row, col = divmod(channel, columns)
-        block = np.repeat(np.repeat(colours[:, :, channel], factor, axis=0), factor, axis=1)
-        top, left = row * (size_h + gap), col * (size_w + gap)
-        canvas[top : top + size_h, left : left + size_w] = block
-    return canvas
+    enlarged = np.repeat(np.repeat(colours, factor, axis=0), factor, axis=1)
+    return tile_channels(enlarged, min(columns, count), gap, 255)
 
 
 ACCENT_RGB = (228, 87, 46)

@@ -8,7 +8,6 @@ pages without a model (home, playground, datasets) start without paying for it.
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import threading
@@ -184,25 +183,6 @@ def default_metadata(dataset_name: str) -> dict:
         return {}
     metrics = description.get("metrics") if isinstance(description, dict) else None
     return dict(metrics) if isinstance(metrics, dict) else {}
-
-
-@st.cache_data(show_spinner="Drawing the dataset summary…", max_entries=16)
-def dataset_summary_png(dataset_name: str, split: str, kind: str) -> bytes:
-    """The class-balance or mean-image figure of a dataset part as PNG bytes, drawn once per process."""
-    from ui import plotting
-
-    data = dataset(dataset_name)
-    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-    title = f"{data.title}, {split}"
-    if kind == "balance":
-        figure = plotting.class_balance(y, data.class_names, title=f"{title}: images per class")
-    elif kind == "means":
-        figure = plotting.mean_images(x, y, data.class_names, title=f"{title}: the average image of each class")
-    else:
-        raise ValueError(f"Unknown summary {kind!r}; use 'balance' or 'means'.")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…")

@@ -1,29 +1,28 @@
-"""Figures for every page, as `matplotlib.figure.Figure` objects.
+"""Figures that are pictures rather than charts (kernels, a channel through the layers, a grid of
+numbers), as `matplotlib.figure.Figure` objects.
 
 Figures are built with `Figure()` directly, never through pyplot, so no global state is shared
 between sessions and nothing needs closing: a figure is freed when the page drops it.
-All figures share one small style: light axes, one accent colour, images in grey.
+Charts (bars, curves) are drawn in the browser with Vega-Lite instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ui.images import tile_channels
+
 if TYPE_CHECKING:
     from cnn_core.engine.activations import LayerFilters, LayerMaps
-    from cnn_core.engine.preprocess import PreprocessSteps
 
 ACCENT = "#e4572e"
-BASE = "#4c72b0"
-MUTED = "#9aa5b1"
-CORRECT = "#2e8540"
 IMAGE_CMAP = "gray"
 MAP_CMAP = "viridis"
 KERNEL_CMAP = "RdBu_r"
@@ -33,11 +32,6 @@ FONT_SIZE = 9
 def _figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), layout="constrained", dpi=100)
     return figure
-
-
-def _tidy(axes) -> None:
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.tick_params(labelsize=FONT_SIZE - 1)
 
 
 def _bare(axes) -> None:
@@ -56,122 +50,10 @@ def _squeeze_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _class_names(count: int, class_names: Sequence[str] | None) -> list[str]:
-    if class_names is None:
-        return [str(i) for i in range(count)]
-    if len(class_names) != count:
-        raise ValueError(f"Got {len(class_names)} class names for {count} classes; pass one name per class.")
-    return [str(name) for name in class_names]
-
-
 def _grid_shape(count: int, columns: int | None) -> tuple[int, int]:
     columns = columns or min(count, 8)
     columns = max(1, min(columns, count))
     return math.ceil(count / columns), columns
-
-
-def _hide_unused(axes_list, used: int) -> None:
-    for axes in axes_list[used:]:
-        axes.set_visible(False)
-
-
-def probability_bars(
-    probabilities: np.ndarray, class_names: Sequence[str] | None = None, title: str | None = None
-) -> Figure:
-    """Horizontal bars of class probabilities, the most likely class in the accent colour."""
-    probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
-    if probabilities.size == 0:
-        raise ValueError("There are no probabilities to plot; pass one value per class.")
-    names = _class_names(probabilities.size, class_names)
-    top = int(np.argmax(probabilities))
-    figure = _figure(4.2, 0.25 * len(names) + 0.8)
-    axes = figure.add_subplot()
-    positions = np.arange(len(names))
-    colours = [ACCENT if i == top else BASE for i in positions]
-    axes.barh(positions, probabilities, color=colours, height=0.7)
-    axes.set_yticks(positions, names, fontsize=FONT_SIZE)
-    axes.invert_yaxis()
-    axes.set_xlim(0, 1.0)
-    axes.set_xlabel("probability", fontsize=FONT_SIZE)
-    axes.text(
-        min(probabilities[top] + 0.02, 0.8), top, f"{probabilities[top]:.0%}", va="center", fontsize=FONT_SIZE,
-        color=ACCENT, fontweight="bold",
-    )  # fmt: skip
-    axes.set_title(title or f"Prediction: {names[top]}", fontsize=FONT_SIZE + 1)
-    _tidy(axes)
-    return figure
-
-
-def image_grid(
-    images: Sequence[np.ndarray] | np.ndarray,
-    titles: Sequence[str] | None = None,
-    columns: int | None = None,
-    title: str | None = None,
-    title_colors: Sequence[str] | None = None,
-    tile_size: float = 1.2,
-) -> Figure:
-    """Images in a grid, each with an optional caption (grey images shown white-on-black, as MNIST)."""
-    images = [_squeeze_image(image) for image in images]
-    if not images:
-        raise ValueError("There are no images to show.")
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"Got {len(titles)} titles for {len(images)} images; pass one title per image.")
-    rows, columns = _grid_shape(len(images), columns)
-    figure = _figure(tile_size * columns, tile_size * rows + (0.35 if title else 0) + (0.2 * rows if titles else 0))
-    axes_list = figure.subplots(rows, columns, squeeze=False).ravel()
-    for index, (axes, image) in enumerate(zip(axes_list, images, strict=False)):
-        axes.imshow(image, cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0 if image.max() <= 1.0 else None)
-        _bare(axes)
-        if titles is not None:
-            colour = title_colors[index] if title_colors is not None else "black"
-            axes.set_title(titles[index], fontsize=FONT_SIZE - 1, color=colour)
-    _hide_unused(axes_list, len(images))
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
-    return figure
-
-
-def mistake_grid(
-    images: Sequence[np.ndarray] | np.ndarray,
-    true_labels: Sequence[int],
-    predicted: Sequence[int],
-    confidences: Sequence[float],
-    class_names: Sequence[str],
-    columns: int | None = None,
-    title: str | None = None,
-) -> Figure:
-    """Misclassified images captioned 'true → predicted (confidence)'; wrong ones in the accent colour."""
-    if not len(images) == len(true_labels) == len(predicted) == len(confidences):
-        raise ValueError("images, true_labels, predicted and confidences must have the same length.")
-    titles = [
-        f"{class_names[t]} → {class_names[p]} ({c:.0%})"
-        for t, p, c in zip(true_labels, predicted, confidences, strict=True)
-    ]
-    colours = [CORRECT if t == p else ACCENT for t, p in zip(true_labels, predicted, strict=True)]
-    return image_grid(images, titles, columns=columns, title=title, title_colors=colours, tile_size=1.4)
-
-
-def _map_array(maps: LayerMaps | np.ndarray) -> tuple[np.ndarray, str]:
-    if hasattr(maps, "activations"):
-        return np.asarray(maps.activations), f"{maps.name}: {maps.description}"
-    array = np.asarray(maps)
-    return array, "feature maps"
-
-
-def tile_mosaic(stack: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
-    """Lay the channels of a (H, W, C) stack out as one 2-D image, row by row, with NaN gaps.
-
-    One image in one axes draws far faster than a grid of small axes (a 64-channel layer
-    takes milliseconds instead of seconds), and every tile shares the colour scale by design.
-    """
-    height, width, count = stack.shape
-    rows = math.ceil(count / columns)
-    mosaic = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
-    for index in range(count):
-        row, column = divmod(index, columns)
-        top, left = row * (height + gap), column * (width + gap)
-        mosaic[top : top + height, left : left + width] = stack[:, :, index]
-    return mosaic
 
 
 def _mosaic_figure(
@@ -180,7 +62,8 @@ def _mosaic_figure(
     height, width, count = stack.shape
     rows, columns = _grid_shape(count, columns)
     gap = max(1, round(max(height, width) / 8))
-    mosaic = tile_mosaic(stack, columns, gap)
+    # NaN gaps show as the colour map's "bad" colour (white); one image draws far faster than a grid of axes.
+    mosaic = tile_channels(np.asarray(stack, dtype=np.float32), columns, gap, np.nan)
     # A fixed layout: a layout engine would measure every label on each draw, which is slow.
     image_width = min(0.9, 9.0 / columns) * columns
     image_height = image_width * mosaic.shape[0] / mosaic.shape[1]
@@ -208,30 +91,6 @@ def _mosaic_figure(
     figure.colorbar(image, cax=bar_axes)
     bar_axes.tick_params(labelsize=FONT_SIZE - 2)
     return figure
-
-
-def feature_map_grid(
-    maps: LayerMaps | np.ndarray,
-    max_channels: int | None = 64,
-    columns: int | None = None,
-    title: str | None = None,
-    label_channels: bool = True,
-) -> Figure:
-    """One layer's channels as tiles on one shared colour scale, so tiles compare directly."""
-    activations, label = _map_array(maps)
-    if activations.ndim != 3:
-        raise ValueError(f"Feature maps must be (height, width, channels), got shape {activations.shape}.")
-    channels = activations.shape[2] if max_channels is None else min(activations.shape[2], max_channels)
-    shown_maps = activations[:, :, :channels]
-    low, high = float(shown_maps.min()), float(shown_maps.max())
-    if high <= low:
-        high = low + 1.0
-    height, width, total = activations.shape
-    shown = "" if channels == total else f", first {channels} shown"
-    return _mosaic_figure(
-        shown_maps, columns, MAP_CMAP, (low, high), title or f"{label} — {height}×{width}×{total}{shown}",
-        label_channels,
-    )  # fmt: skip
 
 
 def filter_grid(
@@ -300,146 +159,6 @@ def journey(
                 axes.set_title(f"{layer_map.name}\nch {shown}", fontsize=FONT_SIZE - 2)
     axes_grid[0, 0].set_title("input", fontsize=FONT_SIZE - 2)
     figure.suptitle(title or f"Channel {channel} through the network", fontsize=FONT_SIZE + 1)
-    return figure
-
-
-def training_curves(
-    epochs: Sequence[Mapping[str, Any]],
-    batch_positions: Sequence[float] | None = None,
-    batch_loss: Sequence[float] | None = None,
-    batch_accuracy: Sequence[float] | None = None,
-    title: str | None = None,
-) -> Figure:
-    """Loss and accuracy against epochs: faint per-batch lines, epoch points for training and validation.
-
-    `epochs` holds one mapping per finished epoch with 'epoch' (0-based), 'loss', 'accuracy' and
-    optionally 'val_loss'/'val_accuracy' (the training module's EpochEnded as a dict). Batch
-    positions are in epochs (1.5 = halfway through the second), so both line up.
-    """
-    figure = _figure(7.0, 2.8)
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for axes, key, batch_values in ((loss_axes, "loss", batch_loss), (accuracy_axes, "accuracy", batch_accuracy)):
-        if batch_values is not None and len(batch_values):
-            positions = (
-                batch_positions
-                if batch_positions is not None and len(batch_positions)
-                else np.linspace(0, len(epochs) or 1, len(batch_values))
-            )
-            axes.plot(positions, batch_values, color=BASE, alpha=0.35, linewidth=1, label="train (batches)")
-        ends = [row["epoch"] + 1 for row in epochs]
-        train = [row.get(key) for row in epochs]
-        if epochs:
-            axes.plot(ends, train, "o-", color=BASE, markersize=4, label="train")
-        validation = [(end, row.get(f"val_{key}")) for end, row in zip(ends, epochs, strict=True)]
-        validation = [(end, value) for end, value in validation if value is not None]
-        if validation:
-            axes.plot(*zip(*validation, strict=True), "s--", color=ACCENT, markersize=4, label="validation")
-        axes.set_xlabel("epoch", fontsize=FONT_SIZE)
-        axes.set_title(key, fontsize=FONT_SIZE + 1)
-        if axes.lines:
-            axes.legend(fontsize=FONT_SIZE - 1, frameon=False)
-        _tidy(axes)
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
-    return figure
-
-
-def confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str] | None = None, title: str | None = None
-) -> Figure:
-    """Counts of true class (rows) against predicted class (columns), every cell annotated."""
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"A confusion matrix must be square (classes × classes), got shape {matrix.shape}.")
-    names = _class_names(matrix.shape[0], class_names)
-    size = 0.45 * len(names) + 1.6
-    figure = _figure(size + 0.6, size)
-    axes = figure.add_subplot()
-    # A log-like scale: the diagonal dwarfs the mistakes, which are what a learner looks for.
-    shown = np.log1p(matrix.astype(np.float64))
-    axes.imshow(shown, cmap="Blues")
-    threshold = shown.max() * 0.6
-    for (row, column), value in np.ndenumerate(matrix):
-        if value:
-            colour = "white" if shown[row, column] > threshold else "black"
-            axes.text(column, row, f"{value:g}", ha="center", va="center", fontsize=FONT_SIZE - 2, color=colour)
-    positions = np.arange(len(names))
-    axes.set_xticks(positions, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right"
-                    if max(map(len, names)) > 2 else "center", fontsize=FONT_SIZE - 1)
-    axes.set_yticks(positions, names, fontsize=FONT_SIZE - 1)
-    axes.set_xlabel("predicted", fontsize=FONT_SIZE)
-    axes.set_ylabel("true", fontsize=FONT_SIZE)
-    accuracy = np.trace(matrix) / matrix.sum() if matrix.sum() else 0.0
-    axes.set_title(title or f"Confusion matrix — accuracy {accuracy:.2%}", fontsize=FONT_SIZE + 1)
-    return figure
-
-
-def class_balance(
-    labels_or_counts: np.ndarray, class_names: Sequence[str], counts: bool = False, title: str | None = None
-) -> Figure:
-    """How many examples each class has (pass labels, or counts with counts=True)."""
-    values = np.asarray(labels_or_counts)
-    tally = values if counts else np.bincount(values.astype(np.int64).ravel(), minlength=len(class_names))
-    if len(tally) != len(class_names):
-        raise ValueError(f"Got {len(tally)} counts for {len(class_names)} classes.")
-    figure = _figure(5.0, 2.6)
-    axes = figure.add_subplot()
-    positions = np.arange(len(class_names))
-    axes.bar(positions, tally, color=BASE)
-    axes.axhline(float(np.mean(tally)), color=ACCENT, linewidth=1, linestyle="--", label="mean")
-    long_names = max(map(len, class_names)) > 2
-    axes.set_xticks(positions, class_names, rotation=45 if long_names else 0, ha="right" if long_names else "center",
-                    fontsize=FONT_SIZE - 1)
-    axes.set_ylabel("images", fontsize=FONT_SIZE)
-    axes.legend(fontsize=FONT_SIZE - 1, frameon=False)
-    axes.set_title(title or f"Class balance — {int(np.sum(tally)):,} images", fontsize=FONT_SIZE + 1)
-    _tidy(axes)
-    return figure
-
-
-def mean_images(
-    images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str | None = None
-) -> Figure:
-    """The average image of each class: what 'typical' looks like to a pixel-counting eye."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    labels = np.asarray(labels)
-    if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError("Pass (N, H, W) images and N labels.")
-    means = []
-    for index in range(len(class_names)):
-        members = images[labels == index]
-        means.append(members.mean(axis=0) if len(members) else np.zeros(images.shape[1:], dtype=np.float32))
-    return image_grid(means, list(class_names), columns=min(len(class_names), 10), title=title or "Mean image per class")
-
-
-def preprocess_steps(steps: PreprocessSteps, title: str | None = None) -> Figure:
-    """The preparation of a drawing, left to right: ink with its box, crop, 20-pixel scale, final 28×28."""
-    figure = _figure(8.0, 2.3)
-    axes_list = figure.subplots(1, 4)
-    top, left, bottom, right = steps.bbox
-    panels = [
-        (steps.ink, f"1. drawing {steps.ink.shape[0]}×{steps.ink.shape[1]}"),
-        (steps.cropped, f"2. cropped {steps.cropped.shape[0]}×{steps.cropped.shape[1]}"),
-        (steps.scaled, f"3. scaled {steps.scaled.shape[0]}×{steps.scaled.shape[1]}"),
-        (steps.final, "4. centred 28×28"),
-    ]
-    for axes, (image, label) in zip(axes_list, panels, strict=True):
-        axes.imshow(image, cmap=IMAGE_CMAP, vmin=0, vmax=1)
-        axes.set_title(label, fontsize=FONT_SIZE)
-        _bare(axes)
-    axes_list[0].add_patch(
-        Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor=ACCENT, linewidth=1.5)
-    )
-    row, column = steps.center_of_mass
-    axes_list[3].plot([column], [row], "+", color=ACCENT, markersize=10, markeredgewidth=1.5)
-    for axes in axes_list[1:]:
-        for spine in axes.spines.values():
-            spine.set_visible(True)
-            spine.set_color(MUTED)
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
     return figure
 
 

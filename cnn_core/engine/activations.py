@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cnn_core.engine.models import describe_keras_layer
+
 if TYPE_CHECKING:
     import keras
 
@@ -57,25 +59,6 @@ def _spatial_kind(layer) -> str | None:
     if isinstance(layer, keras.layers.AveragePooling2D):
         return "avgpool"
     return None
-
-
-def _pair(value) -> str:
-    first, second = (value, value) if isinstance(value, int) else tuple(value)
-    return f"{first}×{second}"
-
-
-def describe_layer(layer) -> str:
-    """A short label such as 'Conv2D 32 3×3, relu' or 'MaxPool 2×2'."""
-    kind = _spatial_kind(layer)
-    if kind == "conv2d":
-        activation = getattr(layer.activation, "__name__", "")
-        suffix = f", {activation}" if activation and activation != "linear" else ""
-        return f"Conv2D {layer.filters} {_pair(layer.kernel_size)}{suffix}"
-    if kind == "maxpool":
-        return f"MaxPool {_pair(layer.pool_size)}"
-    if kind == "avgpool":
-        return f"AvgPool {_pair(layer.pool_size)}"
-    return type(layer).__name__
 
 
 class FeatureExtractor:
@@ -129,7 +112,7 @@ class FeatureExtractor:
         if not isinstance(outputs, list | tuple):
             outputs = [outputs]
         return [
-            LayerMaps(index, layer.name, kind, describe_layer(layer), output.numpy()[0])
+            LayerMaps(index, layer.name, kind, describe_keras_layer(layer), output.numpy()[0])
             for (index, layer, kind), output in zip(self._layers, outputs, strict=True)
         ]
 
@@ -143,6 +126,6 @@ def conv_filters(model: keras.Model) -> list[LayerFilters]:
         weights = layer.get_weights()
         bias = np.asarray(weights[1], dtype=np.float32) if len(weights) > 1 else None
         result.append(
-            LayerFilters(index, layer.name, describe_layer(layer), np.asarray(weights[0], dtype=np.float32), bias)
+            LayerFilters(index, layer.name, describe_keras_layer(layer), np.asarray(weights[0], dtype=np.float32), bias)
         )
     return result

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cnn_core.engine import precision as precisions
 from cnn_core.engine import specs
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.names import safe_name
 from cnn_core.engine.specs import (
     AvgPool,
     BatchNorm,
@@ -76,6 +77,47 @@ def _keras_layer(layer: specs.Layer, name: str, dtype=None, total_steps: int | N
         case Dense():
             return keras.layers.Dense(layer.units, activation=layer.activation, **options)
     raise ValueError(f"Unknown layer {layer!r}.")
+
+
+def spec_layer(layer) -> specs.Layer | None:
+    """The spec layer a Keras layer is (the inverse of `_keras_layer`), or None for one the spec editor lacks.
+
+    Settings a spec cannot say (non-square kernels, dilation, no bias…) also give None.
+    """
+    import keras
+
+    config = layer.get_config()
+    match layer:
+        case keras.layers.Conv2D():
+            kernel, strides = config["kernel_size"], config["strides"]
+            if (
+                kernel[0] != kernel[1] or strides[0] != strides[1] or tuple(config["dilation_rate"]) != (1, 1)
+                or not config["use_bias"] or config.get("groups", 1) != 1
+            ):
+                return None
+            return Conv2D(config["filters"], kernel[0], strides[0], config["padding"], config["activation"])
+        case keras.layers.MaxPooling2D() | keras.layers.AveragePooling2D():
+            pool, strides = config["pool_size"], config["strides"]
+            if pool[0] != pool[1] or tuple(strides) != tuple(pool) or config["padding"] != "valid":
+                return None
+            return (MaxPool if isinstance(layer, keras.layers.MaxPooling2D) else AvgPool)(pool[0])
+        case keras.layers.GlobalAveragePooling2D():
+            return None if config.get("keepdims") else GlobalAvgPool()
+        case keras.layers.Dropout():
+            return Dropout(float(config["rate"]))
+        case keras.layers.BatchNormalization():
+            return BatchNorm() if config["center"] and config["scale"] else None
+        case keras.layers.Flatten():
+            return Flatten()
+        case keras.layers.Dense():
+            return Dense(config["units"], config["activation"]) if config["use_bias"] else None
+    return None
+
+
+def describe_keras_layer(layer) -> str:
+    """The label `specs.describe` gives the layer's spec (one describer for specs and models), else its class."""
+    spec = spec_layer(layer)
+    return specs.describe(spec) if spec is not None else type(layer).__name__
 
 
 def learning_rate_schedule(training: TrainingConfig, total_steps: int | None):
@@ -160,7 +202,7 @@ def build_model(
             # The classifier stays float32 so the softmax and the loss are computed at full precision.
             dtype = hidden if index < last else ("float32" if hidden is not None else None)
             outputs = _keras_layer(layer, f"{layer.kind}_{index}", dtype, total_steps)(outputs)
-        model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+        model = keras.Model(inputs, outputs, name=safe_name(spec.name))
     _compile(model, training, total_steps=total_steps)
     return model
 
@@ -194,12 +236,6 @@ def to_float32(model: keras.Model, training: TrainingConfig | None = None) -> ke
     copy.set_weights(model.get_weights())
     _compile(copy, training if training is not None else TrainingConfig(), total_steps=None)
     return copy
-
-
-def _model_name(name: str) -> str:
-    # Keras model names end up in file paths and summaries; keep them to safe characters.
-    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).strip("_")
-    return cleaned or "model"
 
 
 def model_to_bytes(model) -> bytes:

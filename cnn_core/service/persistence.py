@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import os
-import re
 import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -31,11 +30,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cnn_core.engine import datasets, specs
+from cnn_core.engine import datasets, models, specs
 from cnn_core.engine.datasets import file_sha256
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.model_cost import ACTIVATIONS, ModelCost, WrongInputShape, json_depth, model_cost
-from cnn_core.engine.models import make_optimizer
+from cnn_core.engine.models import make_optimizer, spec_layer
+from cnn_core.engine.names import safe_name
 from cnn_core.engine.specs import Experiment, TrainingConfig
 from cnn_core.service import atomic
 
@@ -125,7 +125,7 @@ def sanitize_name(name: str) -> str:
         raise UserError("Give the model a name, for example 'my_mnist_cnn'.")
     if "/" in name or "\\" in name or name.strip() in (".", "..") or name.startswith("."):
         raise UserError(f"The name {name!r} looks like a path; use letters, digits, '-' and '_' only.")
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")[:80]
+    cleaned = safe_name(name, fallback="")
     if not cleaned:
         raise UserError(f"The name {name!r} has no letters or digits; use letters, digits, '-' and '_'.")
     return cleaned
@@ -330,19 +330,22 @@ def load_default(dataset: str, directory: str | Path = MODELS_DIR) -> ModelBundl
 def model_to_bytes(
     model: keras.Model, experiment: Experiment | None = None, metrics: dict[str, Any] | None = None
 ) -> bytes:
-    """The model as .keras file bytes for a download button, with the experiment embedded if given."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
-        model.save(path)
-        if experiment is not None or metrics:
-            embedded = {
-                "format": FORMAT_VERSION,
-                "experiment": None if experiment is None else json.loads(experiment.to_json()),
-                "metrics": metrics or {},
-            }
-            with zipfile.ZipFile(path, "a") as archive:
-                archive.writestr(EMBEDDED_JSON, json.dumps(embedded, default=_to_builtin))
-        return path.read_bytes()
+    """The model as .keras file bytes for a download button, with the experiment embedded if given.
+
+    The same bytes as `engine.models.model_to_bytes`, plus one zip member that Keras ignores.
+    """
+    data = models.model_to_bytes(model)
+    if experiment is None and not metrics:
+        return data
+    embedded = {
+        "format": FORMAT_VERSION,
+        "experiment": None if experiment is None else json.loads(experiment.to_json()),
+        "metrics": metrics or {},
+    }
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr(EMBEDDED_JSON, json.dumps(embedded, default=_to_builtin))
+    return buffer.getvalue()
 
 
 def _check_config(config: Any) -> None:
@@ -495,43 +498,12 @@ def spec_from_model(model) -> specs.ModelSpec | None:
 
     layers: list[specs.Layer] = []
     for layer in model.layers:
-        config = layer.get_config()
-        match layer:
-            case keras.layers.InputLayer():
-                continue
-            case keras.layers.Conv2D():
-                kernel, strides = config["kernel_size"], config["strides"]
-                if (
-                    kernel[0] != kernel[1] or strides[0] != strides[1] or tuple(config["dilation_rate"]) != (1, 1)
-                    or not config["use_bias"] or config.get("groups", 1) != 1
-                ):
-                    return None
-                layers.append(specs.Conv2D(config["filters"], kernel[0], strides[0], config["padding"],
-                                           config["activation"]))
-            case keras.layers.MaxPooling2D() | keras.layers.AveragePooling2D():
-                pool, strides = config["pool_size"], config["strides"]
-                if pool[0] != pool[1] or tuple(strides) != tuple(pool) or config["padding"] != "valid":
-                    return None
-                kind = specs.MaxPool if isinstance(layer, keras.layers.MaxPooling2D) else specs.AvgPool
-                layers.append(kind(pool[0]))
-            case keras.layers.GlobalAveragePooling2D():
-                if config.get("keepdims"):
-                    return None
-                layers.append(specs.GlobalAvgPool())
-            case keras.layers.Dropout():
-                layers.append(specs.Dropout(float(config["rate"])))
-            case keras.layers.BatchNormalization():
-                if not (config["center"] and config["scale"]):
-                    return None
-                layers.append(specs.BatchNorm())
-            case keras.layers.Flatten():
-                layers.append(specs.Flatten())
-            case keras.layers.Dense():
-                if not config["use_bias"]:
-                    return None
-                layers.append(specs.Dense(config["units"], config["activation"]))
-            case _:
-                return None
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        converted = spec_layer(layer)
+        if converted is None:
+            return None
+        layers.append(converted)
     spec = specs.ModelSpec(layers=tuple(layers), name=model.name)
     try:
         if specs.count_params(spec) != model.count_params():

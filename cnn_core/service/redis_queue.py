@@ -593,9 +593,6 @@ class RedisJobQueue:
     def waiting_count(self) -> int:
         return self.rq_queue.count
 
-    def prewarm(self) -> None:
-        """Nothing to warm here: workers load TensorFlow when they start."""
-
     @property
     def closed(self) -> bool:
         return self._closed.is_set()

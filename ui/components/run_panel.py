@@ -7,21 +7,17 @@ in the queue's background thread, so this panel can disappear and come back with
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import streamlit as st
 
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.names import safe_name
 from cnn_core.engine.specs import Experiment
 from ui import errors, loaders, training_session, workspace
 from ui import state as app_state
 from ui.components import inside_model, live_training
 from ui.text import message as error_text
 from ui.text import plain
-
-
-def _file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "model"
 
 
 def _start(experiment: Experiment, initial_weights=None) -> None:
@@ -97,12 +93,12 @@ def show_result(key: str) -> None:
 
         st.download_button(
             "Download the model (.keras)", data=lambda: persistence.model_to_bytes(state.models[name].model),
-            file_name=f"{_file_stem(name)}.keras", mime="application/octet-stream", key=f"{key}-download",
+            file_name=f"{safe_name(name)}.keras", mime="application/octet-stream", key=f"{key}-download",
             on_click="ignore",
         )
     with save_col:
         label = "Save in your workspace as" if loaders.settings().host_mode else "Save on this server as"
-        st.text_input(label, value=_file_stem(name), key=f"{key}-save-name")
+        st.text_input(label, value=safe_name(name), key=f"{key}-save-name")
         st.button("Save", key=f"{key}-save", on_click=_save, args=(name, key))
         if message is not None:
             (st.error if message[0] == "error" else st.success)(message[1])

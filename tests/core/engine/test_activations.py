@@ -49,7 +49,7 @@ def test_maps_match_a_manual_forward_pass(model, image):
     assert [m.layer_index for m in maps] == [1, 2, 4, 5]
     assert [m.name for m in maps] == ["conv2d_1", "maxpool_2", "conv2d_4", "avgpool_5"]
     assert [m.shape for m in maps] == [(26, 26, 3), (13, 13, 3), (13, 13, 2), (6, 6, 2)]
-    assert maps[0].description == "Conv2D 3 3×3, relu"
+    assert maps[0].description == "Conv2D 3 × 3×3, valid, relu"
     assert maps[1].description == "MaxPool 2×2"
 
     filters = conv_filters(model)
@@ -71,7 +71,7 @@ def test_conv_filters(model):
     assert filters[0].kernel.shape == (3, 3, 1, 3) and filters[1].kernel.shape == (5, 5, 3, 2)
     np.testing.assert_allclose(filters[0].bias, [-0.1, 0.0, 0.1], atol=1e-7)
     np.testing.assert_array_equal(filters[1].kernel, model.get_layer("conv2d_4").get_weights()[0])
-    assert filters[1].description == "Conv2D 2 5×5, tanh"
+    assert filters[1].description == "Conv2D 2 × 5×5, same, tanh"
 
 
 def test_layers_are_found_by_type_not_name(image):
