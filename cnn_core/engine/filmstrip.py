@@ -101,7 +101,7 @@ class Camera:
             self._forward = keras.Model(model.inputs, [layer.output for layer in self._convs])
 
     def frame(self, step: int) -> Frame:
-        from cnn_core.engine.activations import describe_layer
+        from cnn_core.engine.models import describe_keras_layer
 
         filters = None
         maps: tuple[LayerPicture, ...] = ()
@@ -112,7 +112,7 @@ class Camera:
             if not isinstance(outputs, list | tuple):
                 outputs = [outputs]
             maps = tuple(
-                LayerPicture(layer.name, describe_layer(layer), np.asarray(output[0], dtype=np.float16))
+                LayerPicture(layer.name, describe_keras_layer(layer), np.asarray(output[0], dtype=np.float16))
                 for layer, output in zip(self._convs, outputs, strict=True)
             )
         histograms = []

@@ -76,7 +76,7 @@ def _schedule_code(config: specs.TrainingConfig) -> str:
 def sections(experiment: Experiment, title: str | None = None) -> list[tuple[str, str]]:
     """(markdown, code) pairs, one per step of the tutorial; the script and the notebook are made from them."""
     model, config = experiment.model, experiment.training
-    specs.infer_shapes(model, max_params=10**12)
+    specs.infer_shapes(model, max_params=None)
     name = title or model.name
     info = registry.get(config.dataset)
     if info.name not in KERAS_DATASETS or not info.bundled:

@@ -124,7 +124,7 @@ def _next_steps(bundle, key: str) -> None:
     button_col.button("Continue training", key=f"{key}-continue", on_click=_continue, args=(bundle, key),
                       width="stretch", help="Trains this model further from its current weights, with the same "
                       "settings (the optimizer and any schedule start afresh).")
-    stem = _file_stem(bundle.name)
+    stem = safe_name(bundle.name)
     script_col.download_button(
         "Download as script", data=lambda: export.script(bundle.experiment, bundle.name), file_name=f"{stem}.py",
         mime="text/x-python", key=f"{key}-script", on_click="ignore", width="stretch",

@@ -10,17 +10,18 @@ from cnn_core.engine.filmstrip import schedule
 from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
 from cnn_core.service.queue import JobQueue
 from cnn_core.service.settings import Settings
-from tests.core.service.test_queue import TINY, _eventually
+from tests.core.service.test_queue import _eventually
 
 
 def _experiment(epochs=1, **training) -> Experiment:
     model = ModelSpec((Conv2D(4, 3), MaxPool(2), Flatten(), Dense(10, "softmax")), name="steered")
-    return Experiment(model, TrainingConfig(epochs=epochs, batch_size=50, validation_split=0.0, **training))
+    return Experiment(model, TrainingConfig(dataset="tiny", epochs=epochs, batch_size=50, validation_split=0.0,
+                                            **training))
 
 
 @pytest.fixture(scope="module", params=["thread", "process"])
 def queue(request):
-    queue = JobQueue(Settings(job_runner=request.param, max_concurrent_jobs=1), dataset_loader=lambda name: TINY)
+    queue = JobQueue(Settings(job_runner=request.param, max_concurrent_jobs=1))
     yield queue
     queue.shutdown(timeout=60)
 
