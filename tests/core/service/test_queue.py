@@ -456,7 +456,7 @@ def test_a_prewarmed_worker_is_warm_before_the_first_run_and_gets_every_core_loc
     from cnn_core.service.settings import local_profile
 
     settings = dataclasses.replace(local_profile(), max_concurrent_jobs=2)
-    queue = JobQueue(settings, dataset_loader=lambda name: TINY)
+    queue = JobQueue(settings)
     try:
         assert queue._pool is not None and queue._pool._threads == (os.cpu_count() or 1)
         queue.prewarm()
