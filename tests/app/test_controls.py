@@ -141,18 +141,19 @@ def test_clear_says_it_cannot_be_undone(open_page, fake_canvas):
 @needs_default_models
 def test_a_fashion_model_is_not_asked_for_a_digit(open_page):
     at = open_page("draw")
-    at.selectbox(key="draw-model-Default MNIST model").set_value("Default Fashion-MNIST model").run()
+    at.selectbox(key="draw-model-default:mnist").set_value("default:fashion_mnist").run()
     assert not at.exception
     assert "digit" not in at.title[0].value.lower()
 
 
 def test_model_labels_do_not_repeat_what_the_name_says():
-    trained = model_picker.ModelCard("quick_mnist on MNIST digits (99.2%, stopped early)", "mnist", 0.992)
+    trained = model_picker.ModelCard("quick_mnist on MNIST digits (99.2%, stopped early)",
+                                   "quick_mnist on MNIST digits (99.2%, stopped early)", "mnist", 0.992)
     # Before: "… (99.2%, stopped early) (MNIST digits, 99.20%)".
     assert trained.label == "quick_mnist on MNIST digits (99.2%, stopped early)"
-    assert model_picker.ModelCard("Default MNIST model", "mnist", 0.9951).label == (
+    assert model_picker.ModelCard("default:mnist", "Default MNIST model", "mnist", 0.9951).label == (
         "Default MNIST model (MNIST digits, 99.51%)")
-    assert model_picker.ModelCard("mine (uploaded)", "fashion_mnist", None).label == (
+    assert model_picker.ModelCard("mine (uploaded)", "mine (uploaded)", "fashion_mnist", None).label == (
         "mine (uploaded) (Fashion-MNIST, not measured)")
 
 
@@ -205,9 +206,9 @@ def test_every_filter_is_shown_and_a_channel_can_be_enlarged(open_page, monkeypa
     from ui import figures
 
     shown = []
-    original = figures.show
-    monkeypatch.setattr(figures, "show", lambda plot, *args, **kwargs: (shown.append((plot, args, kwargs)),
-                                                                        original(plot, *args, **kwargs)))
+    original = figures.filter_grid
+    monkeypatch.setattr(figures, "filter_grid", lambda *args, **kwargs: (shown.append(("filter_grid", args, kwargs)),
+                                                                         original(*args, **kwargs))[1])
     at = open_page("feature_maps")
     assert not at.exception
     # A closer look at one tile: a chart with a colour bar.
