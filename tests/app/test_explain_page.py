@@ -96,7 +96,7 @@ def test_evaluate_links_a_mistake_to_the_explain_page(fake_canvas):
     assert not at.exception
     links = [link.proto for link in at.get("page_link") if link.proto.label == "Why?"]
     assert links and all(link.page == "explain" for link in links)
-    index = at.selectbox(key="eval-Default MNIST model-explain-worst").value
+    index = at.selectbox(key="eval-default:mnist-explain-worst").value
     assert f"test={index}" in links[-1].query_string
     # Following it: the page explains exactly that test image.
     at.query_params["test"] = str(index)
@@ -142,7 +142,7 @@ def test_draw_compares_two_models_on_one_drawing(open_page, fake_canvas, second_
     at = open_page("draw")
     state = at.session_state["app_state"]
     state.add_model(second_model)
-    state.active_model = "Default MNIST model"
+    state.active_model = "default:mnist"
     fake_canvas.image = drawing("1")
     at.toggle(key="draw-compare-on").set_value(True).run()
     assert not at.exception
@@ -169,6 +169,6 @@ def test_a_model_without_convolutions_and_the_fashion_model_are_explained_too(op
     # No convolution: the neuron view starts at the first dense layer, which sees the whole image.
     assert at.selectbox(key="explain-layer").value == 2
     assert "**28×28 pixels**" in texts(at) and CHECK in texts(at)
-    at.selectbox(key="explain-model-dense only").set_value("Default Fashion-MNIST model").run()
+    at.selectbox(key="explain-model-dense only").set_value("default:fashion_mnist").run()
     assert not at.exception
     assert CHECK in texts(at) and "**what argued for" in texts(at)

@@ -66,5 +66,5 @@ def test_teaching_needs_two_of_each_digit_then_gives_a_model(open_page, fake_can
     again.run()
     assert not again.exception
     reopened = again.session_state["app_state"]
-    assert lesson.kept_as in reopened.model_names() and reopened.active_model == lesson.kept_as
+    assert lesson.kept_as in reopened.model_ids() and reopened.active_model == lesson.kept_as
     assert any("Your model is ready" in s.value for s in again.success)
