@@ -597,6 +597,12 @@ class RedisJobQueue:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    def prewarm(self) -> None:
+        """Nothing to start ahead: RQ workers on their own machines keep TensorFlow loaded already.
+
+        Kept so the page can ask any queue to prewarm (the local process runner starts a worker).
+        """
+
     def shutdown(self, timeout: float | None = 30.0) -> None:
         """Stop this replica's reaper; runs belong to Redis and the workers, so they go on."""
         self._closed.set()
