@@ -117,48 +117,42 @@ def _check_filters_compare(attempt: Attempt) -> CheckResult:
 # (2) Seed 002, question 2: "Remove the final convolution. What impact on accuracy or training time?"
 
 
-def _check_remove_last(attempt: Attempt) -> CheckResult:
+def _check_conv_count(attempt: Attempt, ok, success: str, advice: str, floor_advice: str) -> CheckResult:
+    """Shared by the remove/add questions: the count of convolutions, an accuracy floor, and the
+    learner's earlier run with a different count beside this one."""
     missing = _needs_training(attempt)
     if missing:
         return missing
     report = _Report()
     _on_dataset(report, attempt, "fashion_mnist")
     count = len(_convs(attempt))
-    report.criterion(
-        count == 1,
-        "One convolution left.",
-        f"The model has {count} convolutions; remove the last Conv2D (and its pooling) so one is left.",
-    )
-    _accuracy_floor(report, attempt, 0.80, "keep a pooling layer after the convolution and the dense layer.")
-    bigger = [a for a in _comparable(attempt) if len(_convs(a)) > count]
-    if bigger:
-        report.messages.append(_describe_run(attempt, f"{count} convolution"))
-        report.messages.append(_describe_run(bigger[0], f"{len(_convs(bigger[0]))} convolutions"))
+    report.criterion(ok(count), success.format(count=count), advice.format(count=count))
+    _accuracy_floor(report, attempt, 0.80, floor_advice)
+    other = next((a for a in _comparable(attempt) if len(_convs(a)) != count), None)
+    if other is not None:
+        report.messages.append(_describe_run(attempt, f"{count} convolution{'s' if count != 1 else ''}"))
+        report.messages.append(_describe_run(other, f"{len(_convs(other))} convolutions"))
     return report.result()
+
+
+def _check_remove_last(attempt: Attempt) -> CheckResult:
+    return _check_conv_count(
+        attempt, lambda count: count == 1, "One convolution left.",
+        "The model has {count} convolutions; remove the last Conv2D (and its pooling) so one is left.",
+        "keep a pooling layer after the convolution and the dense layer.",
+    )
 
 
 # (3) Seed 002, question 3: "How about adding more convolutions?"
 
 
 def _check_add_convs(attempt: Attempt) -> CheckResult:
-    missing = _needs_training(attempt)
-    if missing:
-        return missing
-    report = _Report()
-    _on_dataset(report, attempt, "fashion_mnist")
-    count = len(_convs(attempt))
-    report.criterion(
-        count >= 3,
-        f"{count} convolutions.",
-        f"The model has {count} convolutions; add at least one more Conv2D before Flatten (use 'same' padding "
+    return _check_conv_count(
+        attempt, lambda count: count >= 3, "{count} convolutions.",
+        "The model has {count} convolutions; add at least one more Conv2D before Flatten (use 'same' padding "
         "or fewer pools if the image gets too small).",
+        "a deeper model needs its pools spaced out; try 'same' padding.",
     )
-    _accuracy_floor(report, attempt, 0.80, "a deeper model needs its pools spaced out; try 'same' padding.")
-    fewer = [a for a in _comparable(attempt) if len(_convs(a)) < count]
-    if fewer:
-        report.messages.append(_describe_run(attempt, f"{count} convolutions"))
-        report.messages.append(_describe_run(fewer[0], f"{len(_convs(fewer[0]))} convolutions"))
-    return report.result()
 
 
 # (4) Seed 002, question 4: "Remove all convolutions but the first."
