@@ -76,7 +76,11 @@ base = loaders.bundle(name)
 if len(drawn_labels):
     from cnn_core.engine import finetune
 
-    right_now = finetune.accuracy(base.model, drawn_images, drawn_labels)
+    # Every stroke reruns the page: score the drawings once per (model, set of drawings), not per stroke.
+    scored_for = (name, len(drawn_labels), drawn_images.sum().item())
+    if st.session_state.get("hw-scored", (None, 0.0))[0] != scored_for:
+        st.session_state["hw-scored"] = (scored_for, finetune.accuracy(base.model, drawn_images, drawn_labels))
+    right_now = st.session_state["hw-scored"][1]
     st.text(f"{name} reads {right_now:.0%} of your {len(drawn_labels)} drawings right now.")
 mode = st.radio(
     "What learns", ["head", "all"], horizontal=True, key="hw-mode",

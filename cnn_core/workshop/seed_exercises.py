@@ -72,6 +72,15 @@ def _accuracy_floor(report: _Report, attempt: Attempt, floor: float, advice: str
     )
 
 
+def _begin(attempt: Attempt, dataset: str) -> tuple[_Report, CheckResult | None]:
+    """Every check's first steps: a finished run is needed, and on the exercise's dataset."""
+    report = _Report()
+    missing = _needs_training(attempt)
+    if missing is None:
+        _on_dataset(report, attempt, dataset)
+    return report, missing
+
+
 def _on_dataset(report: _Report, attempt: Attempt, dataset: str) -> None:
     used = attempt.experiment.training.dataset
     report.criterion(
@@ -90,11 +99,9 @@ def _first_filters(attempt: Attempt) -> int | None:
 
 
 def _check_filters_compare(attempt: Attempt) -> CheckResult:
-    missing = _needs_training(attempt)
+    report, missing = _begin(attempt, "fashion_mnist")
     if missing:
         return missing
-    report = _Report()
-    _on_dataset(report, attempt, "fashion_mnist")
     mine = _first_filters(attempt)
     report.criterion(mine is not None, "The model has convolutions.", "Keep the convolutions; change their filters.")
     others = [a for a in _comparable(attempt) if _first_filters(a) not in (None, mine)]
@@ -120,11 +127,9 @@ def _check_filters_compare(attempt: Attempt) -> CheckResult:
 def _check_conv_count(attempt: Attempt, ok, success: str, advice: str, floor_advice: str) -> CheckResult:
     """Shared by the remove/add questions: the count of convolutions, an accuracy floor, and the
     learner's earlier run with a different count beside this one."""
-    missing = _needs_training(attempt)
+    report, missing = _begin(attempt, "fashion_mnist")
     if missing:
         return missing
-    report = _Report()
-    _on_dataset(report, attempt, "fashion_mnist")
     count = len(_convs(attempt))
     report.criterion(ok(count), success.format(count=count), advice.format(count=count))
     _accuracy_floor(report, attempt, 0.80, floor_advice)
@@ -161,11 +166,9 @@ FIRST_ONLY_START = presets.get("conv32_64_64").experiment
 
 
 def _check_first_only(attempt: Attempt) -> CheckResult:
-    missing = _needs_training(attempt)
+    report, missing = _begin(attempt, "fashion_mnist")
     if missing:
         return missing
-    report = _Report()
-    _on_dataset(report, attempt, "fashion_mnist")
     convs = _convs(attempt)
     first = next(layer for layer in FIRST_ONLY_START.model.layers if isinstance(layer, Conv2D))
     report.criterion(
@@ -190,11 +193,9 @@ def _pool_kinds(attempt: Attempt) -> set[str]:
 
 
 def _check_max_vs_avg(attempt: Attempt) -> CheckResult:
-    missing = _needs_training(attempt)
+    report, missing = _begin(attempt, "fashion_mnist")
     if missing:
         return missing
-    report = _Report()
-    _on_dataset(report, attempt, "fashion_mnist")
     mine = _pool_kinds(attempt)
     report.criterion(
         mine == {"avgpool"},
@@ -240,11 +241,9 @@ START_FLATTENED = flattened_size(SWEET_SPOT_START.model)
 
 
 def _check_sweet_spot(attempt: Attempt) -> CheckResult:
-    missing = _needs_training(attempt)
+    report, missing = _begin(attempt, "mnist")
     if missing:
         return missing
-    report = _Report()
-    _on_dataset(report, attempt, "mnist")
     size = flattened_size(attempt.experiment.model)
     limit = START_FLATTENED // SWEET_SPOT_SHRINK
     report.criterion(
