@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import preprocess
-from ui import handwriting, images, loaders
+from ui import handwriting, images, layout, loaders
 from ui import state as app_state
 from ui.components import canvas, model_picker
 from ui.entry import start_page
@@ -38,14 +38,14 @@ def _add(image) -> None:
         st.session_state.pop("hw-label", None)
 
 
-draw_col, info_col = st.columns([1, 1], gap="large")
+# The canvas keeps its own fixed-width column, as on Draw: never clipped at 800 px or on a phone.
+draw_col, info_col = layout.canvas_columns("hw")
 with draw_col:
     st.subheader(f"Draw a {suggested}" if counts.min() < TARGET else "Draw any digit")
     rgba = canvas.show(key="hw-canvas", clears=st.session_state.get("hw-clears", 0))
     image = None if rgba is None else preprocess.canvas_to_mnist(rgba)
-    label_col, add_col = st.columns([1, 1], vertical_alignment="bottom")
-    label_col.selectbox("It is a", list(range(10)), index=suggested, key="hw-label")
-    add_col.button("Add to my handwriting", type="primary", disabled=image is None, key="hw-add",
+    st.selectbox("It is a", list(range(10)), index=suggested, key="hw-label")
+    st.button("Add to my handwriting", type="primary", disabled=image is None, key="hw-add",
                    on_click=_add, args=(image,), width="stretch")
 
 with info_col:
