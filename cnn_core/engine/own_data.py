@@ -40,6 +40,8 @@ MAX_MEMBER_BYTES = 4 * 2**20
 MAX_ZIP_BYTES = 64 * 2**20
 # Decoding costs about 4 bytes a pixel; the count is read from each image's header first.
 MAX_PIXELS = 16_000_000
+# Everything is cropped and scaled to 20 px in the end; a photo this size keeps every detail that survives.
+WORKING_SIDE = 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 NAME_PATTERN = re.compile(r"[^\W_][\w .'-]{0,23}")
 
@@ -60,30 +62,42 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def decode_image(data: bytes, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One picture's bytes as a prepared (28, 28) uint8 image; UserError naming `what` otherwise."""
+def decode_picture(data: bytes, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A PNG/JPEG/… file's bytes as a prepared (28, 28) float32 image; UserError naming `what` otherwise.
+
+    The one picture decoder: uploads on the image pages and every picture in a class zip go through it.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as picture:  # lazy: only the header is read here
             width, height = picture.size
             if width * height > max_pixels:
-                raise UserError(f"{what} is {width}×{height} pixels; use pictures of at most "
-                                f"{max_pixels / 1e6:.0f} megapixels.")
-            picture.draft("L", (1024, 1024))
+                raise UserError(f"{what} is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                                f"use pictures of at most {max_pixels / 1e6:.0f} megapixels.")
+            # JPEG can decode straight to grey at a smaller size; PNG decodes whole and is shrunk after.
+            picture.draft("L", (WORKING_SIDE, WORKING_SIDE))
             # Colour, palette and transparency all become grey ink strength.
-            if picture.mode in ("RGBA", "LA", "PA", "P"):
-                pixels = np.asarray(picture.convert("RGBA"))
-            else:
-                pixels = np.asarray(picture.convert("L"))
+            picture = picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "PA", "P") else picture.convert("L")
+            picture.thumbnail((WORKING_SIDE, WORKING_SIDE))
+            pixels = np.asarray(picture)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         if isinstance(error, UserError):
             raise
+        if isinstance(error, Image.DecompressionBombError):
+            raise UserError(f"{what} has too many pixels; use pictures of at most "
+                            f"{max_pixels / 1e6:.0f} megapixels.") from None
+        # PIL's own text names a Python object (<_io.BytesIO object at 0x…>): say it in words.
         raise UserError(f"{what} is not a picture this app can read, or it is damaged; use PNG or JPEG files.") from None
     image = preprocess.image_to_mnist(pixels)
     if image is None:
         raise UserError(f"{what} looks blank; use pictures with a clear shape on a plain background.")
-    return as_uint8(image)
+    return image
+
+
+def decode_image(data: bytes, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`decode_picture` as uint8, the way collections keep images."""
+    return as_uint8(decode_picture(data, what, max_pixels))
 
 
 def read_zip(

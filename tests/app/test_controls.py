@@ -116,7 +116,7 @@ def test_a_bad_picture_is_refused_in_words(open_page):
     assert not at.exception
     messages = [error.value for error in at.error]
     # Before: "cannot identify image file <_io.BytesIO object at 0x…>".
-    assert messages == ["That file is not a picture this app can read, or it is damaged; upload a PNG or JPEG photo."]
+    assert messages == ["That file is not a picture this app can read, or it is damaged; use PNG or JPEG files."]
 
 
 @needs_default_models

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
-from cnn_core.engine import preprocess
+from cnn_core.engine import own_data
 from cnn_core.engine.errors import UserError
 from ui import errors, loaders
 from ui import state as app_state
@@ -26,45 +25,15 @@ class PickedImage:
     label: int | None = None  # the true class, when the image comes from the dataset
 
 
-# Decoding costs about 4 bytes a pixel before any resizing: 16 Mpx is 64 MB, a 121 Mpx PNG of 470 KB
-# would be 4.6 GB. The count comes from the file's header, before anything is decoded.
-MAX_PIXELS = 16_000_000
-# Everything is cropped and scaled to 20 px in the end; a photo this size keeps every detail that survives.
-WORKING_SIDE = 1024
-
-
 def decode_upload(data: bytes, max_bytes: int) -> np.ndarray:
-    """An uploaded PNG/JPEG as a (28, 28) MNIST-style image; UserError saying what to change."""
-    from PIL import Image, UnidentifiedImageError
+    """An uploaded PNG/JPEG as a (28, 28) MNIST-style image; UserError saying what to change.
 
+    The file size is checked here, the pixel count (from the header, before decoding) and the rest
+    by `own_data.decode_picture`, which the own-classes zips use too.
+    """
     if len(data) > max_bytes:
         raise UserError(f"The picture is {megabytes(len(data))}; upload one of at most {megabytes(max_bytes)}.")
-    try:
-        with Image.open(io.BytesIO(data)) as picture:  # lazy: only the header is read here
-            width, height = picture.size
-            if width * height > MAX_PIXELS:
-                raise UserError(
-                    f"The picture is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-                    f"upload one of at most {MAX_PIXELS // 1_000_000} megapixels."
-                )
-            # JPEG can decode straight to a smaller size; PNG decodes whole and is shrunk after.
-            picture.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
-            picture = picture.convert("RGBA") if picture.mode in ("RGBA", "LA", "P", "PA") else picture.convert("RGB")
-            picture.thumbnail((WORKING_SIDE, WORKING_SIDE))
-            pixels = np.asarray(picture)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        if isinstance(error, UserError):
-            raise
-        if isinstance(error, Image.DecompressionBombError):
-            raise UserError("That picture has too many pixels; upload a smaller photo.") from None
-        # PIL's text names a Python object (<_io.BytesIO object at 0x…>) and its type names a class: say it in words.
-        raise UserError("That file is not a picture this app can read, or it is damaged; upload a PNG or JPEG "
-                        "photo.") from None
-    image = preprocess.image_to_mnist(pixels)
-    if image is None:
-        raise UserError("The picture looks blank; upload one with a clear dark object on a light background "
-                        "(or light on dark).")
-    return image
+    return own_data.decode_picture(data, "That file")
 
 
 def decoded_upload(key: str, upload, max_bytes: int) -> np.ndarray:
