@@ -5,11 +5,12 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from cnn_core.engine import registry
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import presets, sharing
-from ui import classroom, errors, loaders
+from ui import classroom, errors, loaders, own_classes
 from ui import state as app_state
-from ui.components import layer_editor, run_panel, training_controls
+from ui.components import layer_editor, link_offer, run_panel, training_controls
 from ui.entry import start_page
 from ui.text import plain
 
@@ -27,8 +28,17 @@ classroom.handout_banner(state, "train")
 
 
 def _open_link(params: dict) -> None:
-    """Load a shared link; ValueError when its signature does not hold (edited by hand) or it is broken."""
-    experiment, locked = sharing.from_query_params(params, secret=loaders.link_secret())
+    """Load a shared link; ValueError when its signature does not hold (edited by hand) or it is broken.
+
+    A link made on someone else's own classes is kept aside (`link_offer.keep`) until the learner
+    picks a dataset for its architecture.
+    """
+    try:
+        experiment, locked = sharing.from_query_params(
+            params, secret=loaders.link_secret(), own_datasets=own_classes.choices())
+    except sharing.DataNotShared as offer:
+        link_offer.keep(offer, sharing.link_params(params))
+        return
     state.load_experiment(experiment, locked)
     state.exercise_key = None
     # A lock must hold on a reload of any page, so the workspace keeps the signed link.
@@ -50,7 +60,9 @@ if not state.query_loaded:
             if remembered and not state.editor_restored:
                 _open_link(remembered)
     elif remembered and not state.editor_restored:
-        _open_link(remembered)
+        with errors.shown_as_error(stop=False):
+            _open_link(remembered)
+link_offer.show(state)
 
 
 def _load_preset() -> None:
@@ -130,6 +142,9 @@ if experiment is not None:
             st.code(f"{base}?{urlencode(sharing.to_query_params(experiment, secret=secret))}",
                     language=None, wrap_lines=True)
         st.caption("Links are signed by this server: a link edited by hand does not open.")
+        if not registry.get(experiment.training.dataset).bundled:
+            st.caption("The link carries the layers and settings, never your pictures: whoever opens it picks a "
+                       "built-in dataset or classes of their own to train the same architecture on.")
 
 # A reload must find the layers and settings as they are now.
 state.save_editor()

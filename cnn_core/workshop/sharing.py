@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -27,9 +28,9 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cnn_core.engine import specs
+from cnn_core.engine import registry, specs
 from cnn_core.engine.errors import UserError
-from cnn_core.engine.specs import Experiment, ModelSpec, TrainingConfig
+from cnn_core.engine.specs import Dense, Experiment, ModelSpec, TrainingConfig
 
 FORMAT_VERSION = 1
 CONFIG_PARAM = "cfg"
@@ -197,9 +198,44 @@ def _experiment_from_payload(payload: Any) -> Experiment:
         experiment = Experiment(ModelSpec.from_dict(model), TrainingConfig.from_dict(training))
     except (TypeError, AttributeError, OverflowError) as exc:
         raise UserError(f"The link's configuration does not describe a valid experiment ({exc}).") from None
-    # The same checks the editor runs, so a link never brings in a spec that cannot be built.
-    specs.check_experiment(experiment)
     return experiment
+
+
+def _carries_data(dataset: str, own_datasets: Iterable[str]) -> bool:
+    """Whether this server can train on the link's dataset for this visitor: a bundled one, or their own."""
+    if dataset in registry.names() and registry.get(dataset).bundled:
+        return True
+    return dataset in set(own_datasets) and dataset in registry.names()
+
+
+class DataNotShared(UserError):
+    """A link made on someone's own classes, opened where those pictures are not: it brings the layers and
+    settings (`experiment`, `locked`) but no dataset to train them on, so the visitor picks one (`for_dataset`)."""
+
+    def __init__(self, experiment: Experiment, locked: frozenset[str]):
+        classes = experiment.model.num_classes
+        super().__init__(
+            f"This link was made on someone's own {classes} classes, and a link carries the layers and settings "
+            "but never the pictures: pick a dataset below to train the same architecture on it."
+        )
+        self.experiment = experiment
+        self.locked = locked
+
+
+def for_dataset(experiment: Experiment, dataset: str) -> Experiment:
+    """The same layers and settings on another registered dataset, the output layer sized to its classes."""
+    info = registry.get(dataset)
+    model = experiment.model
+    layers = model.layers
+    last = layers[-1] if layers else None
+    if isinstance(last, Dense) and last.units == model.num_classes:
+        layers = (*layers[:-1], dataclasses.replace(last, units=info.num_classes))
+    model = dataclasses.replace(model, layers=tuple(layers), num_classes=info.num_classes)
+    subset = experiment.training.train_subset
+    if subset is not None and not 100 <= subset <= info.train_size:
+        subset = None
+    training = dataclasses.replace(experiment.training, dataset=dataset, train_subset=subset)
+    return Experiment(model, training)
 
 
 def _locked_from_text(text: str | None) -> frozenset[str]:
@@ -212,9 +248,13 @@ def _locked_from_text(text: str | None) -> frozenset[str]:
 
 
 def from_query_params(
-    params: Mapping[str, Any], *, secret: bytes | None = None
+    params: Mapping[str, Any], *, secret: bytes | None = None, own_datasets: Iterable[str] = ()
 ) -> tuple[Experiment, frozenset[str]]:
     """The experiment and locked field names a link describes; ValueError for anything else.
+
+    A link made on a learner's own classes opens as it is only for a visitor whose `own_datasets`
+    holds that dataset; for anyone else it raises `DataNotShared`, which carries the layers and
+    settings so the page can offer them on another dataset.
 
     Accepts any mapping of parameter names to strings (Streamlit's ``st.query_params`` or a
     dict); parameters other than ``cfg``, ``lock`` and ``sig`` are ignored. With `secret` (as the
@@ -230,6 +270,14 @@ def from_query_params(
         raise UserError(f"The link has no '{CONFIG_PARAM}' parameter, so there is no experiment to load.")
     locked = _locked_from_text(_single_value(params, LOCK_PARAM))
     experiment = _experiment_from_payload(_decode_payload(encoded))
+    if not _carries_data(experiment.training.dataset, own_datasets):
+        # The architecture and settings are checked on their own; the dataset is the visitor's to choose.
+        specs.infer_shapes(experiment.model, max_params=specs.Limits().max_params)
+        bundled = next(name for name in registry.names() if registry.get(name).bundled)
+        specs.validate_training(dataclasses.replace(experiment.training, dataset=bundled, train_subset=None))
+        raise DataNotShared(experiment, locked)
+    # The same checks the editor runs, so a link never brings in a spec that cannot be built.
+    specs.check_experiment(experiment)
     return experiment, locked
 
 

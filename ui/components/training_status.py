@@ -30,7 +30,8 @@ def _status() -> None:
     if job.state == "queued":
         st.caption(f"Training run waiting for a free slot (number {job.queue_position or 1} in line).")
     else:
-        st.progress(snapshot.fraction, text=f"Training: {snapshot.fraction:.0%} of {snapshot.epochs} epochs")
+        doing = "Paused" if snapshot.paused else "Training"
+        st.progress(snapshot.fraction, text=f"{doing}: {snapshot.fraction:.0%} of {snapshot.epochs} epochs")
     st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/model_training:")
 
 

@@ -268,3 +268,31 @@ def test_the_participants_view_of_a_locked_link_cannot_be_unlocked(new_context):
     assert fresh.get_by_text("was changed after it was made").count() == 1
     assert fresh.get_by_text("1 · Flatten").count() == 0
     assert not fresh.get_by_role("button", name="Reset", exact=True).is_disabled()
+
+
+def test_a_paused_run_survives_a_reload_and_resumes_to_the_end(new_context):
+    page = new_context()
+    page.goto("/train")
+    wait_until_idle(page)
+    small_run_settings(page, epochs=4, images=3000)
+    page.get_by_role("button", name="Start training").click()
+    progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
+    progress.get_by_text(re.compile(r"step \d+ of")).wait_for(timeout=120_000)
+    page.get_by_role("button", name="Pause").click()
+    progress.get_by_text(re.compile("Paused at epoch")).wait_for(timeout=60_000)
+    workspace = wait_for_workspace(page)
+    paused_at = progress.inner_text()
+
+    page.reload()
+    progress.get_by_text(re.compile("Paused at epoch")).wait_for(timeout=60_000)
+    assert workspace_of(page) == workspace
+    # Still paused where it was: not a step further, with the curves so far on screen.
+    page.wait_for_timeout(3000)
+    assert progress.inner_text() == paused_at
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="Pause").count() == 0
+    screenshot(page, "workspace-paused-after-reload")
+    page.get_by_role("button", name="Resume").click()
+    page.get_by_text("The model is now your active model").wait_for(timeout=240_000)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0

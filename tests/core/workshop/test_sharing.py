@@ -3,6 +3,7 @@ import json
 import zlib
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
@@ -184,3 +185,37 @@ def test_restore_best_is_lockable_and_labels_follow_the_form():
 def test_link_params_keeps_only_the_links_own_parameters():
     params = {"cfg": "c", "lock": "epochs", "sig": "s", "ws": "someone's workspace", "other": ["1", "2"]}
     assert sharing.link_params(params) == {"cfg": "c", "lock": "epochs", "sig": "s"}
+
+
+def test_a_link_on_own_classes_opens_only_for_their_owner_and_carries_the_rest():
+    from cnn_core.engine import registry
+    from cnn_core.engine.errors import UserError
+
+    name = "own-sharingtest"
+    arrays = (np.zeros((20, 28, 28), np.uint8), np.arange(20) % 3, np.zeros((6, 28, 28), np.uint8), np.arange(6) % 3)
+    registry.register(registry.DatasetInfo(name=name, title="Your classes (a, b, c)", class_names=("a", "b", "c"),
+                                           train_size=20, test_size=6, arrays=lambda: arrays))
+    try:
+        layers = (Conv2D(4, 3), Flatten(), Dense(3, "softmax"))
+        experiment = Experiment(ModelSpec(layers, name="x", num_classes=3),
+                                TrainingConfig(dataset=name, epochs=2, train_subset=None))
+        params = to_query_params(experiment, {"layers", "dataset"})
+        assert from_query_params(params, own_datasets=(name,)) == (experiment, frozenset({"layers", "dataset"}))
+        with pytest.raises(sharing.DataNotShared) as refused:
+            from_query_params(params)
+        assert isinstance(refused.value, UserError) and "never the pictures" in str(refused.value)
+        assert refused.value.experiment == experiment and refused.value.locked == {"layers", "dataset"}
+        moved = sharing.for_dataset(refused.value.experiment, "mnist")
+        assert moved.model.layers == (Conv2D(4, 3), Flatten(), Dense(10, "softmax")) and moved.model.num_classes == 10
+        assert moved.training == replace(experiment.training, dataset="mnist")
+    finally:
+        registry.unregister(name)
+    # Still refused (with the same offer) once nobody has the classes registered, e.g. after a restart.
+    with pytest.raises(sharing.DataNotShared):
+        from_query_params(params, own_datasets=(name,))
+    # A broken architecture is refused as such, not offered.
+    bad = Experiment(ModelSpec((Flatten(), Dense(5, "relu")), name="bad", num_classes=3),
+                     TrainingConfig(dataset=name, epochs=2))
+    with pytest.raises(UserError) as broken:
+        from_query_params(to_query_params(bad))
+    assert not isinstance(broken.value, sharing.DataNotShared)
