@@ -9,9 +9,14 @@ in Redis, so any web replica can show any run and a worker on another machine ca
 key (prefix ``cnn:``)              what
 =================================  =========================================================================
 ``run:<id>``                       hash: owner, state, experiment JSON, times, error, result metadata
-``run:<id>:events``                stream of TrainStarted / BatchEnded / EpochEnded / TrainFinished (capped)
+``run:<id>:events``                stream of the run's events (capped): TrainStarted, BatchEnded, EpochEnded,
+                                   Paused, Resumed, LearningRateChanged, TrainFinished as JSON; the
+                                   filmstrip's FilmstripStarted and Frames as the Filmstrip's own npz bytes
 ``run:<id>:model``                 the finished ``.keras`` bytes (size-capped, TTL ``result_ttl_s``)
 ``run:<id>:stop``                  set by Stop; the worker's training callback checks it every batch
+``run:<id>:commands``              list of steering commands (pause, resume, learning rate) for the worker
+``run:<id>:weights``               "continue training": the model's ``.keras`` bytes to start from (size-capped)
+``dataset:<sha256>``               a learner's own classes as npz (uint8), shared by every run on them (TTL)
 ``run:<id>:alive``                 the worker's heartbeat while it trains (TTL ALIVE_TTL_S)
 ``owner:<owner>:active``           the owner's one queued or running run
 ``owner:<owner>:alive``            the owner's heartbeat (TTL ``abandon_after_s``)
@@ -19,9 +24,10 @@ key (prefix ``cnn:``)              what
 ``active``                         set of queued and running run ids, which every replica's reaper scans
 =================================  =========================================================================
 
-The RQ job (queue ``cnn-training``) carries only the run id and the experiment as JSON, with RQ's
-JSON serializer, so nothing pickled crosses Redis and a worker validates the run against its own
-caps again. States move only through the Lua scripts below, which check the state they leave:
+The RQ job (queue ``cnn-training``) carries only the run id, the experiment as JSON and a small
+JSON dict of options (the filmstrip's probe image as plain numbers, whether weights wait under
+``run:<id>:weights``, the hash of an own-classes dataset), with RQ's JSON serializer, so nothing
+pickled crosses Redis and a worker validates the run against its own caps again. States move only through the Lua scripts below, which check the state they leave:
 a run a reaper has declared lost cannot later be finished by a slow worker, and a run that was
 dropped from the queue is never started, so no run is trained twice.
 
@@ -35,19 +41,23 @@ Redis being down never raises into a page: reads keep the last known values and 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import hashlib
+import io
 import json
 import logging
 import threading
 import time
 import uuid
 import weakref
+import zipfile
 from typing import TYPE_CHECKING, Any
 
-from cnn_core.engine import registry, specs, training
+import numpy as np
+
+from cnn_core.engine import own_data, registry, specs, training
 from cnn_core.engine.errors import UserError
-from cnn_core.engine.filmstrip import Filmstrip
+from cnn_core.engine.filmstrip import Filmstrip, FilmstripStarted, Frame
 from cnn_core.engine.specs import CheckedExperiment, Experiment
 from cnn_core.service.queue import ACTIVE_STATES, FINISHED_JOBS_PER_OWNER, TrainingJob
 from cnn_core.service.settings import Settings
@@ -66,6 +76,8 @@ QUEUE_NAME = "cnn-training"
 ALIVE_TTL_S = 5
 ALIVE_INTERVAL_S = 1.0
 REAP_INTERVAL_S = 1.0
+# A worker reads the stop key and the steering commands (one pipelined round trip) at most this often.
+STEER_POLL_S = 0.05
 # Seconds a worker gets to acknowledge Stop before RQ's stop-job command ends it by force.
 STOP_GRACE_S = 5.0
 # Events kept per run: about 1,000 s of batch events at the worker's 20 per second, plus epochs.
@@ -78,6 +90,16 @@ FORCED_STOP = "The run did not stop within a few seconds and was ended by force;
 REDIS_LOST_RUN = "The training service restarted and lost this run; start it again."
 ABANDONED_QUEUED = "Removed from the queue because this page was closed or stopped responding."
 ABANDONED_RUNNING = "Stopped because this page was closed or stopped responding."
+# Steering commands, the weights to continue from and an own-classes dataset wait this long at most
+# (a run may sit in the queue a while); a finished run deletes its own keys at once.
+PAYLOAD_TTL_S = 24 * 3600
+# A filmstrip frame (npz bytes) above this is not sent, and a run sends at most MAX_FILMSTRIP_BYTES of them:
+# the frames of the models the caps allow are far smaller (tens of KB), so only a freak model loses any.
+MAX_FRAME_BYTES = 2 * 2**20
+MAX_FILMSTRIP_BYTES = 24 * 2**20
+# An own-classes dataset as arrays: at most own_data.MAX_IMAGES pictures, each with COPIES augmented ones.
+MAX_DATASET_IMAGES = own_data.MAX_IMAGES * (own_data.COPIES + 1)
+MAX_DATASET_BYTES = 32 * 2**20
 
 # Move a run from one of the allowed states (ARGV[1], comma-separated) and set fields (ARGV[2:]).
 _TRANSITION = """
@@ -92,7 +114,7 @@ end
 return 0
 """
 # Like _TRANSITION into a final state, and release what an active run holds.
-# KEYS: run, active set, owner's active key, events, model, stop; ARGV: allowed, run id, ttl, fields...
+# KEYS: run, active set, owner's active key, events, model, stop, commands, weights; ARGV: allowed, run id, ttl, fields...
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
@@ -108,7 +130,17 @@ local ttl = tonumber(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('EXPIRE', KEYS[5], ttl)
-redis.call('DEL', KEYS[6])
+redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+return 1
+"""
+# Queue a steering command for a queued or running run and note the pause state the owner asked for.
+# KEYS: run, commands; ARGV: command JSON, paused ('1', '0' or '' to leave it), ttl.
+_STEER = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'running' then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'paused', ARGV[2]) end
 return 1
 """
 # Claim the owner's one active slot unless it holds a run that is still queued or running.
@@ -166,7 +198,8 @@ def finish_run(
     """Move a run into a final state if it is in one of `allowed`; True if this call did it."""
     script = conn.register_script(_FINISH)
     keys = [run_key(run_id), ACTIVE_KEY, owner_key(owner, "active"), run_key(run_id, "events"),
-            run_key(run_id, "model"), run_key(run_id, "stop")]
+            run_key(run_id, "model"), run_key(run_id, "stop"), run_key(run_id, "commands"),
+            run_key(run_id, "weights")]
     args: list[Any] = [",".join(allowed), run_id, max(1, int(ttl))]
     for name, value in fields.items():
         args += [name, "" if value is None else value]
@@ -187,20 +220,36 @@ def redis_now(conn: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-# Events as stream entries: {"kind": class name, "data": JSON of its fields}.
-_EVENT_TYPES = {cls.__name__: cls for cls in (training.TrainStarted, training.BatchEnded, training.EpochEnded,
-                                              training.TrainFinished)}
+# Events as stream entries: {"kind": class name, "data": JSON of its fields}; the filmstrip's events,
+# which hold float16 arrays, as the npz bytes of a Filmstrip holding just that event (never a pickle).
+_EVENT_TYPES = {cls.__name__: cls for cls in (
+    training.TrainStarted, training.BatchEnded, training.EpochEnded, training.TrainFinished,
+    training.LearningRateChanged, training.Paused, training.Resumed)}
+_FILMSTRIP_EVENTS = ("FilmstripStarted", "Frame")
 
 
-def encode_event(event: training.Event) -> dict[str, str]:
+def encode_event(event: training.Event) -> dict[str, str | bytes]:
+    if isinstance(event, FilmstripStarted | Frame):
+        strip = Filmstrip()
+        strip(event)
+        return {"kind": type(event).__name__, "data": strip.to_bytes()}
     return {"kind": type(event).__name__, "data": json.dumps(dataclasses.asdict(event))}
 
 
 def decode_event(fields: dict) -> training.Event | None:
-    """The event of a stream entry, or None for one this version does not know."""
+    """The event of a stream entry, or None for one this version does not know (or cannot read)."""
     kind = fields.get(b"kind", fields.get("kind"))
     data = fields.get(b"data", fields.get("data"))
     kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind in _FILMSTRIP_EVENTS and isinstance(data, bytes):
+        try:
+            strip = Filmstrip.from_bytes(data)
+            if kind == "Frame":
+                return strip.frames[0]
+            return FilmstripStarted(strip.probe, strip.steps, strip.steps_per_epoch) if strip.probe is not None else None
+        except (ValueError, KeyError, IndexError, TypeError, OSError, zipfile.BadZipFile):
+            logger.warning("Ignored an unreadable %s event.", kind, exc_info=True)
+            return None
     cls = _EVENT_TYPES.get(kind)
     if cls is None or data is None:
         return None
@@ -208,6 +257,84 @@ def decode_event(fields: dict) -> training.Event | None:
         return cls(**json.loads(data))
     except (TypeError, ValueError):
         return None
+
+
+# What travels with a run besides its experiment: the probe image, the weights to continue from, own classes.
+
+
+def probe_values(probe, input_shape: tuple[int, ...]) -> list | None:
+    """The filmstrip's probe image as plain numbers (H rows of W floats), or None for none or an unusable one.
+
+    An unusable probe (wrong size, not finite) is no reason to refuse a run: the filmstrip then
+    follows the first test image, as it does without one. The worker calls this again on what it got.
+    """
+    if probe is None:
+        return None
+    try:
+        array = np.asarray(probe, dtype=np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array is None or array.shape != tuple(input_shape[:2]) or not np.all(np.isfinite(array)):
+        logger.warning("Ignored a filmstrip probe that is not a finite %s image.", tuple(input_shape[:2]))
+        return None
+    return array.tolist()
+
+
+def dataset_digest(class_names: tuple[str, ...], arrays: tuple) -> str:
+    """A dataset's content address: the same classes and pictures give the same key, whoever submits them."""
+    digest = hashlib.sha256(json.dumps(list(class_names)).encode())
+    for position, array in enumerate(arrays):
+        # Labels are hashed as the int64 they travel as, so both ends compute the same key.
+        array = np.ascontiguousarray(array, dtype=np.int64 if position % 2 else None)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def dataset_key(digest: str) -> str:
+    return f"{PREFIX}dataset:{digest}"
+
+
+def dataset_to_bytes(class_names: tuple[str, ...], arrays: tuple) -> bytes:
+    """Own classes as npz bytes: uint8 pictures, int64 labels, the class names as JSON (no pickle)."""
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+    if x_train.dtype != np.uint8 or x_test.dtype != np.uint8:
+        raise UserError("Only datasets of 8-bit pictures can be sent to the training service.")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
+                        y_test=y_test.astype(np.int64),
+                        class_names=np.frombuffer(json.dumps(list(class_names)).encode(), dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def dataset_from_bytes(data: bytes, digest: str, input_shape=(28, 28, 1)) -> tuple[tuple[str, ...], tuple]:
+    """`dataset_to_bytes`'s classes and arrays, checked (sizes before decompressing, then shapes, labels, hash)."""
+    bad = UserError("The training service received a damaged dataset; start the run again.")
+    if len(data) > MAX_DATASET_BYTES:
+        raise bad
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if sum(member.file_size for member in archive.infolist()) > MAX_DATASET_BYTES:
+                raise bad
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            class_names = tuple(json.loads(npz["class_names"].tobytes().decode()))
+            arrays = tuple(npz[name] for name in ("x_train", "y_train", "x_test", "y_test"))
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError):
+        raise bad from None
+    height, width = input_shape[:2]
+    if not (own_data.MIN_CLASSES <= len(class_names) <= own_data.MAX_CLASSES
+            and all(isinstance(name, str) for name in class_names)):
+        raise bad
+    for images, labels, most in ((arrays[0], arrays[1], MAX_DATASET_IMAGES), (arrays[2], arrays[3], MAX_DATASET_IMAGES)):
+        if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (height, width)
+                or not 1 <= len(images) <= most or labels.dtype != np.int64 or labels.shape != (len(images),)
+                or labels.min() < 0 or labels.max() >= len(class_names)):
+            raise bad
+    if dataset_digest(class_names, arrays) != digest:
+        raise bad
+    return class_names, arrays
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -222,11 +349,12 @@ def _float(value: bytes | str | None) -> float | None:
 
 
 class _StreamProgress:
-    """`job.progress` of a Redis run: replays the run's event stream into a ProgressRecorder.
+    """`job.progress` of a Redis run: replays the run's event stream into a ProgressRecorder and a Filmstrip.
 
-    Each `snapshot()` reads the events added since the last one, so a page that reattaches after a
-    reload (a new job object) reads the stream from its start and gets the whole curve so far.
-    The recorder's clock is Redis' (offset measured once), so the ETA counts from the worker's start.
+    Each `snapshot()` (or `sync()`) reads the events added since the last one, so a page that
+    reattaches after a reload (a new job object) reads the stream from its start and gets the whole
+    curve, its pause and learning-rate marks and the filmstrip so far. The recorder's clock is
+    Redis' (offset measured once), so the ETA counts from the worker's start.
     """
 
     def __init__(self, job: RedisTrainingJob):
@@ -235,6 +363,7 @@ class _StreamProgress:
         self._last_id = "0-0"
         self._event_time: float | None = None
         self._recorder = training.ProgressRecorder(clock=self._clock)
+        self.filmstrip = Filmstrip()
 
     def _clock(self) -> float:
         if self._event_time is not None:
@@ -246,11 +375,19 @@ class _StreamProgress:
 
     def snapshot(self) -> training.ProgressSnapshot:
         with self._lock:
-            try:
-                self._read()
-            except _redis_errors():
-                self._job._set_unavailable(True)
+            self._sync()
             return self._recorder.snapshot()
+
+    def sync(self) -> None:
+        """Read the events added since the last read (the filmstrip's frames among them)."""
+        with self._lock:
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
+            self._read()
+        except _redis_errors():
+            self._job._set_unavailable(True)
 
     def _read(self) -> None:
         conn = self._job._queue.redis
@@ -274,6 +411,7 @@ class _StreamProgress:
                 self._event_time = int(entry_id.split("-")[0]) / 1000
                 try:
                     self._recorder(event)
+                    self.filmstrip(event)
                 finally:
                     self._event_time = None
             if len(entries) < 1000:
@@ -281,14 +419,17 @@ class _StreamProgress:
 
 
 class RedisTrainingJob(TrainingJob):
-    """A run kept in Redis; the same attributes and methods as a local `TrainingJob` (steering aside).
+    """A run kept in Redis; the same attributes and methods as a local `TrainingJob`.
 
     Attributes are read from Redis (cached for STATE_CACHE_S), so two replicas' objects for one
     run agree. While Redis is unreachable they keep their last values and `service_unavailable`
-    is True.
+    is True. Pause, resume and a new learning rate go to the worker as commands
+    (``run:<id>:commands``); what it did comes back as events, so the curves mark it.
     """
 
-    steerable = False
+    steerable = True
+    probe = None
+    initial_weights = None
 
     def __init__(self, job_id: str, owner: str, queue: RedisJobQueue, fields: dict | None = None):
         self.id = job_id
@@ -301,10 +442,6 @@ class RedisTrainingJob(TrainingJob):
         self.worker_pid = None
         self.result = None
         self.progress = _StreamProgress(self)
-        # Steering and the filmstrip do not travel through Redis yet: an empty filmstrip, no controls.
-        self.filmstrip = Filmstrip()
-        self.control = training.TrainingControl()
-        self._commands = collections.deque()
         if fields is not None:
             self._store(fields)
 
@@ -372,6 +509,31 @@ class RedisTrainingJob(TrainingJob):
     def thread_alive(self) -> bool:
         return self.is_active
 
+    @property
+    def filmstrip(self) -> Filmstrip:
+        """The frames the worker has sent so far (read from the event stream now)."""
+        self.progress.sync()
+        return self.progress.filmstrip
+
+    # Steering: each is a command the worker reads within STEER_POLL_S and applies after the current batch.
+
+    @property
+    def paused(self) -> bool:
+        """Whether the owner paused the run (and has not resumed it), as any replica sees it."""
+        return self._refresh().get("paused") == "1"
+
+    def pause(self) -> None:
+        self._queue.steer(self, ("pause", None))
+
+    def resume(self) -> None:
+        self._queue.steer(self, ("resume", None))
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Use this learning rate from the next batch on (UserError for a value out of range)."""
+        # Checked here with the worker's own rule, so a typo is refused before it travels.
+        training.TrainingControl().set_learning_rate(learning_rate)
+        self._queue.steer(self, ("learning_rate", float(learning_rate)), raise_unavailable=True)
+
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.is_active:
@@ -419,33 +581,70 @@ class RedisJobQueue:
     def submit(self, experiment: Experiment, owner: str, *, probe=None, initial_weights=None) -> RedisTrainingJob:
         """Check the caps, claim the owner's one slot and enqueue the run; ValueError says what to change.
 
-        `probe` (the filmstrip's image) is not used yet; `initial_weights` (continue training) is refused.
+        `probe` (the filmstrip's image, (H, W)) travels in the job as plain numbers. `initial_weights`
+        (a model's `get_weights()`, to continue training it) travels as that model's `.keras` bytes
+        under ``run:<id>:weights``, and the arrays of a dataset registered only here (own classes)
+        under ``dataset:<sha256>``, shared by every run on the same pictures.
         """
-        if initial_weights is not None:
-            raise UserError("Continuing a finished model is not available on this server yet; start a new run.")
         if self._closed.is_set():
             raise RuntimeError("This job queue has been shut down.")
         if isinstance(experiment, CheckedExperiment):
             experiment = experiment.experiment
         if not isinstance(experiment, Experiment):
             raise UserError("Only an Experiment (a model spec with its training config) can be trained.")
-        dataset = experiment.training.dataset
-        if dataset in registry.names() and not registry.get(dataset).bundled:
-            # An RQ worker on another machine cannot load arrays registered in this web process only.
-            raise UserError("Training on your own classes is not available on this server yet; "
-                            "choose MNIST or Fashion-MNIST as the dataset.")
         if not isinstance(owner, str) or not owner:
             raise ValueError("A training job needs its session id as owner.")
         # Checked here at the door; the RQ worker checks the JSON again with the same function (its own limits).
-        specs.check_experiment(experiment, self.settings.limits)
+        checked = specs.check_experiment(experiment, self.settings.limits)
+        options: dict[str, Any] = {}
+        values = probe_values(probe, checked.model.input_shape)
+        if values is not None:
+            options["probe"] = values
+        weights = None
+        if initial_weights is not None:
+            weights = self._weights_bytes(checked, initial_weights)
+            options["weights"] = True
+        info = registry.get(experiment.training.dataset)
+        if not info.bundled:
+            # A worker on another machine cannot reach arrays registered in this web process: they travel.
+            options["dataset"] = dataset_digest(info.class_names, tuple(np.asarray(a) for a in info.arrays()))
         self._ensure_reaper()
         try:
-            return self._submit(experiment, owner)
+            if not info.bundled:
+                self._share_dataset(info, options["dataset"])
+            return self._submit(experiment, owner, options, weights)
         except _redis_errors():
             self.available = False
             raise ServiceUnavailable() from None
 
-    def _submit(self, experiment: Experiment, owner: str) -> RedisTrainingJob:
+    def _weights_bytes(self, checked: CheckedExperiment, weights) -> bytes:
+        """The `.keras` bytes of the experiment's model holding `weights`; UserError if they do not fit it."""
+        from cnn_core.engine.models import build_model, model_to_bytes
+
+        model = build_model(checked)
+        try:
+            model.set_weights(weights)
+        except ValueError as error:
+            raise UserError("These weights belong to a different model; continue training the model they came from.") \
+                from error
+        data = model_to_bytes(model)
+        if len(data) > self.settings.max_upload_bytes:
+            raise UserError(f"The model is {len(data) / 2**20:.1f} MiB, more than the {self.settings.max_upload_mb:g} "
+                            "MiB this service takes; continue a smaller model.")
+        return data
+
+    def _share_dataset(self, info: registry.DatasetInfo, digest: str) -> None:
+        """Store a dataset's arrays under their hash unless they are there already (then only renew the TTL)."""
+        key = dataset_key(digest)
+        if self.redis.expire(key, PAYLOAD_TTL_S):
+            return
+        data = dataset_to_bytes(info.class_names, tuple(info.arrays()))
+        if len(data) > MAX_DATASET_BYTES:
+            raise UserError(f"Your classes take {len(data) / 2**20:.1f} MiB, more than the "
+                            f"{MAX_DATASET_BYTES // 2**20} MiB the training service takes; use fewer pictures.")
+        self.redis.set(key, data, ex=PAYLOAD_TTL_S)
+
+    def _submit(self, experiment: Experiment, owner: str, options: dict, weights: bytes | None) -> RedisTrainingJob:
         conn = self.redis
         run_id = f"run-{uuid.uuid4().hex[:16]}"
         blocking = _text(conn.register_script(_CLAIM)(keys=[owner_key(owner, "active")], args=[run_id, PREFIX]))
@@ -462,6 +661,8 @@ class RedisJobQueue:
         fields = {"owner": owner, "state": "queued", "experiment": experiment.to_json(), "created_at": repr(now)}
         pipe = conn.pipeline()
         pipe.hset(run_key(run_id), mapping=fields)
+        if weights is not None:
+            pipe.set(run_key(run_id, "weights"), weights, ex=PAYLOAD_TTL_S)
         pipe.sadd(ACTIVE_KEY, run_id)
         pipe.set(owner_key(owner, "alive"), 1, ex=max(1, int(self.settings.abandon_after_s)))
         pipe.rpush(owner_key(owner, "runs"), run_id)
@@ -469,7 +670,7 @@ class RedisJobQueue:
         pipe.expire(owner_key(owner, "runs"), max(1, int(self.settings.result_ttl_s + self.settings.abandon_after_s)))
         pipe.execute()
         self.rq_queue.enqueue(
-            "cnn_core.service.rq_worker.run_job", run_id, experiment.to_json(),
+            "cnn_core.service.rq_worker.run_job", run_id, experiment.to_json(), options,
             job_id=run_id, job_timeout=24 * 3600, result_ttl=0, failure_ttl=3600,
         )
         self.available = True
@@ -492,6 +693,24 @@ class RedisJobQueue:
         except _redis_errors():
             job.service_unavailable = True
         job.refresh()
+
+    def steer(self, job: RedisTrainingJob, command: tuple[str, float | None], *,
+              raise_unavailable: bool = False) -> None:
+        """Queue a steering command for a queued or running run; ignored once it has ended."""
+        name, _ = command
+        paused = {"pause": "1", "resume": "0"}.get(name, "")
+        try:
+            done = self.redis.register_script(_STEER)(
+                keys=[run_key(job.id), run_key(job.id, "commands")],
+                args=[json.dumps(list(command)), paused, PAYLOAD_TTL_S],
+            )
+        except _redis_errors():
+            job.service_unavailable = True
+            if raise_unavailable:
+                raise ServiceUnavailable() from None
+            return
+        if done and paused:
+            job._fields = {**job._fields, "paused": paused}
 
     def heartbeat(self, owner: str) -> None:
         """The owner is still there; without this for `abandon_after_s` its runs are dropped or stopped."""

@@ -7,9 +7,14 @@ runs (`CNN_JOBS_PER_WORKER`, default 20) one after another with `CNN_WORKER_THRE
 threads, and exits so that the per-`fit` Keras leak (see `queue`) goes back to the system; the
 supervisor then starts a fresh one. A worker killed by anything is restarted the same way.
 
-A job's arguments are the run id and the experiment as JSON (RQ's JSON serializer; nothing is
-unpickled here), and the experiment is checked against this worker's own caps before anything
-is built: the web tier is not trusted. Training runs in the worker process itself (RQ's
+A job's arguments are the run id, the experiment as JSON and a JSON dict of options (RQ's JSON
+serializer; nothing is unpickled here), and the experiment is checked against this worker's own
+caps before anything is built: the web tier is not trusted. The options name what else the run
+needs from Redis: an own-classes dataset (`dataset:<sha256>`, checked against its hash and
+registered here for the run), the model to continue from (`run:<id>:weights`, size-capped and
+loaded with the same safe `model_from_bytes` as a result) and the filmstrip's probe image.
+Pause, resume and learning-rate commands arrive through `run:<id>:commands`, read together with
+the stop key at most every `STEER_POLL_S`, and drive an `engine.training.TrainingControl`. Training runs in the worker process itself (RQ's
 `SimpleWorker`, no fork per job: forking a process that has TensorFlow's threads can deadlock),
 so RQ's stop-job command, which would kill a forked work horse, here ends the whole worker
 process after marking the run; the supervisor replaces it.
@@ -27,19 +32,20 @@ import sys
 import threading
 import time
 
-from cnn_core.engine import datasets, specs, training
+import numpy as np
+
+from cnn_core.engine import datasets, registry, specs, training
 from cnn_core.engine.errors import UserError
+from cnn_core.engine.filmstrip import Frame
 from cnn_core.engine.specs import Experiment
 from cnn_core.service import redis_queue as rq_keys
 from cnn_core.service.settings import Settings, load_settings
-from cnn_core.service.workers import EVENT_INTERVAL_S, _error_message
+from cnn_core.service.workers import EVENT_INTERVAL_S, _error_message, apply_command, register_arrays
 
 logger = logging.getLogger(__name__)
 
 # Exit status of a worker that ended a run by force; the supervisor restarts it like any other.
 FORCED_EXIT = 70
-# Batches re-read the stop key at most this often, which costs one Redis round trip per check.
-STOP_CHECK_S = 0.02
 
 _SETTINGS: Settings | None = None
 
@@ -54,14 +60,18 @@ def _settings() -> Settings:
 class RedisStopFlag:
     """The `stop_event` of a run on a worker: set once the run's stop key exists in Redis.
 
-    `engine.training.train` calls `is_set()` after every batch; the first True is written back as
-    `stop_seen_at`, which is what tells the web tier the worker reacted (no hard stop needed) and
-    what the stop-latency benchmark measures.
+    `engine.training.train` calls `is_set()` after every batch (and every 50 ms while paused). At
+    most every STEER_POLL_S that costs one pipelined round trip, which also takes the run's
+    steering commands and applies them to `control`, so pause, resume and a new learning rate
+    reach the training callback without a round trip per batch. The first True is written back
+    as `stop_seen_at`, which is what tells the web tier the worker reacted (no hard stop needed)
+    and what the stop-latency benchmark measures.
     """
 
-    def __init__(self, conn, run_id: str):
+    def __init__(self, conn, run_id: str, control: training.TrainingControl | None = None):
         self._conn = conn
         self._run_id = run_id
+        self._control = control
         self._seen = False
         self._checked_at = 0.0
 
@@ -69,11 +79,19 @@ class RedisStopFlag:
         if self._seen:
             return True
         now = time.monotonic()
-        if now - self._checked_at < STOP_CHECK_S:
+        if now - self._checked_at < rq_keys.STEER_POLL_S:
             return False
         self._checked_at = now
         try:
-            if not self._conn.exists(rq_keys.run_key(self._run_id, "stop")):
+            pipe = self._conn.pipeline(transaction=True)
+            pipe.exists(rq_keys.run_key(self._run_id, "stop"))
+            commands = rq_keys.run_key(self._run_id, "commands")
+            pipe.lrange(commands, 0, -1)
+            pipe.delete(commands)
+            stop, queued, _ = pipe.execute()
+            for raw in queued:
+                self._apply(raw)
+            if not stop:
                 return False
             self._seen = True
             rq_keys.transition(self._conn, self._run_id, ("running",),
@@ -83,6 +101,15 @@ class RedisStopFlag:
             logger.warning("Could not read the stop key of run %s.", self._run_id, exc_info=True)
             return False
         return True
+
+    def _apply(self, raw: bytes) -> None:
+        if self._control is None:
+            return
+        try:
+            name, value = json.loads(raw)
+            apply_command(self._control, (str(name), None if value is None else float(value)))
+        except (ValueError, TypeError):
+            logger.warning("Ignored a malformed steering command for run %s: %r", self._run_id, raw[:100])
 
 
 class StreamPublisher:
@@ -94,6 +121,7 @@ class StreamPublisher:
         self._run = rq_keys.run_key(run_id)
         self._last_sent = 0.0
         self._epochs = 0
+        self._filmstrip_bytes = 0
 
     def __call__(self, event: training.Event) -> None:
         if isinstance(event, training.BatchEnded) and event.step != event.steps_per_epoch:
@@ -102,6 +130,12 @@ class StreamPublisher:
                 return
             self._last_sent = now
         encoded = rq_keys.encode_event(event)
+        if isinstance(event, Frame):
+            size = len(encoded["data"])
+            if size > rq_keys.MAX_FRAME_BYTES or self._filmstrip_bytes + size > rq_keys.MAX_FILMSTRIP_BYTES:
+                logger.warning("Filmstrip frame at step %d (%d bytes) not sent: over the cap.", event.step, size)
+                return
+            self._filmstrip_bytes += size
         if isinstance(event, training.TrainStarted):
             self._epochs = event.epochs
             # Kept beside the capped stream too, so a replay of a very long run still knows its shape.
@@ -152,7 +186,7 @@ def _connection():
     return rq_keys.connect(_settings().redis_url)
 
 
-def run_job(run_id: str, experiment_json: str) -> None:
+def run_job(run_id: str, experiment_json: str, options: dict | None = None) -> None:
     """The RQ job: train one run and leave its outcome (and model bytes) in Redis for its owner."""
     conn = _connection()
     settings = _settings()
@@ -170,22 +204,63 @@ def run_job(run_id: str, experiment_json: str) -> None:
         }):
             logger.info("Run %s was stopped or dropped before it started; skipped.", run_id)
             return
-        _train(conn, run_id, owner, experiment_json, settings)
+        _train(conn, run_id, owner, experiment_json, settings, options if isinstance(options, dict) else {})
     finally:
         heartbeat.close()
 
 
-def _train(conn, run_id: str, owner: str, experiment_json: str, settings: Settings) -> None:
+def _register_dataset(conn, experiment: Experiment, digest: object) -> str | None:
+    """Register the run's own-classes dataset from Redis under the experiment's name; returns the name."""
+    name = experiment.training.dataset
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise UserError("The training service received a damaged dataset; start the run again.")
+    if name in registry.names() and registry.get(name).bundled:
+        # A dataset sent along must never replace a bundled one on this worker.
+        raise UserError(f"The dataset {name!r} is built in; it cannot be sent to the training service.")
+    data = conn.get(rq_keys.dataset_key(digest))
+    if data is None:
+        raise UserError("Your classes expired from the training service before the run started; start it again.")
+    class_names, arrays = rq_keys.dataset_from_bytes(data, digest, experiment.model.input_shape)
+    register_arrays(name, class_names, arrays)
+    return name
+
+
+def _initial_weights(conn, run_id: str, checked, settings: Settings) -> list:
+    """The weights of the model to continue from, loaded the safe way a result is; `train` checks they fit."""
+    from cnn_core.engine.models import model_from_bytes
+
+    data = conn.getdel(rq_keys.run_key(run_id, "weights"))
+    if not data:
+        raise UserError("The model to continue from expired from the training service; start the run again.")
+    if len(data) > settings.max_upload_bytes:
+        raise UserError(f"The model to continue from is {len(data) / 2**20:.1f} MiB, more than the "
+                        f"{settings.max_upload_mb:g} MiB this service takes.")
+    model = model_from_bytes(data)
+    if model.count_params() != checked.param_count:
+        raise UserError("These weights belong to a different model; continue training the model they came from.")
+    return model.get_weights()
+
+
+def _train(conn, run_id: str, owner: str, experiment_json: str, settings: Settings, options: dict) -> None:
     from cnn_core.engine.models import model_to_bytes
 
     ttl = settings.result_ttl_s
+    registered = None
     try:
-        checked = specs.check_experiment(Experiment.from_json(experiment_json), settings.limits)
+        experiment = Experiment.from_json(experiment_json)
+        if "dataset" in options:
+            # Registered before the check, which needs the dataset's classes and sizes.
+            registered = _register_dataset(conn, experiment, options["dataset"])
+        checked = specs.check_experiment(experiment, settings.limits)
         config = checked.training
         dataset = datasets.load_for_one_run(config.dataset, config.train_subset)
+        initial = _initial_weights(conn, run_id, checked, settings) if options.get("weights") else None
+        probe = rq_keys.probe_values(options.get("probe"), checked.model.input_shape)
+        control = training.TrainingControl()
         result = training.train(
-            checked, stop_event=RedisStopFlag(conn, run_id), listeners=(StreamPublisher(conn, run_id),),
-            dataset=dataset, precision=settings.training_precision,
+            checked, stop_event=RedisStopFlag(conn, run_id, control), listeners=(StreamPublisher(conn, run_id),),
+            dataset=dataset, precision=settings.training_precision, control=control, record_filmstrip=True,
+            probe=None if probe is None else np.asarray(probe, dtype=np.float32), initial_weights=initial,
         )
         data = model_to_bytes(result.model)
         if len(data) > settings.max_upload_bytes:
@@ -199,6 +274,9 @@ def _train(conn, run_id: str, owner: str, experiment_json: str, settings: Settin
             "state": "failed", "error": error, "finished_at": repr(rq_keys.redis_now(conn)),
         })
         return
+    finally:
+        if registered is not None:
+            registry.unregister(registered)
     abandoned = bool(conn.hget(rq_keys.run_key(run_id), "abandoned"))
     now = repr(rq_keys.redis_now(conn))
     if abandoned:

@@ -215,13 +215,19 @@ def _warm_up() -> None:
     training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data)
 
 
-def _register_shipped(dataset) -> None:
-    """Register a dataset the server sent (a learner's own classes), so this process knows its name too."""
-    arrays = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+def register_arrays(name: str, class_names: tuple[str, ...], arrays: tuple) -> None:
+    """Register a dataset the server sent (a learner's own classes), so this process knows its name too.
+
+    Used by the process runner's workers and by the Redis runner's (`rq_worker`).
+    """
     registry.register(registry.DatasetInfo(
-        name=dataset.name, title=dataset.name, class_names=tuple(dataset.class_names),
-        train_size=len(dataset.x_train), test_size=len(dataset.x_test), arrays=lambda: arrays,
+        name=name, title=name, class_names=tuple(class_names),
+        train_size=len(arrays[0]), test_size=len(arrays[2]), arrays=lambda: arrays,
     ))
+
+
+def _register_shipped(dataset) -> None:
+    register_arrays(dataset.name, dataset.class_names, (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test))
 
 
 def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:

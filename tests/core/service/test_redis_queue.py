@@ -118,7 +118,7 @@ def test_one_run_per_owner_and_fifo_positions_across_owners(redis_url):
     # Nothing pickled: the RQ job's payload is JSON holding the run id and the experiment's JSON.
     func, _, args, _ = json.loads(zlib.decompress(queue.redis.hget(f"rq:job:{first.id}", "data")))
     assert func == "cnn_core.service.rq_worker.run_job"
-    assert args == [first.id, _experiment("a").to_json()]
+    assert args == [first.id, _experiment("a").to_json(), {}]
     second.stop()
     assert second.state == "stopped" and not second.is_active
     third.refresh()
@@ -271,7 +271,8 @@ def test_the_redis_url_setting_accepts_redis_urls_only():
 
 def test_events_survive_the_stream_encoding():
     events = [training.TrainStarted(2, 10, 200, 0, 6810), training.BatchEnded(0, 3, 10, 2.3, 0.1),
-              training.EpochEnded(0, 2.0, 0.3, None, None, 1.5, True)]
+              training.EpochEnded(0, 2.0, 0.3, None, None, 1.5, True), training.Paused(0.25),
+              training.Resumed(0.25, 3.5), training.LearningRateChanged(0.25, 0.01)]
     for event in events:
         encoded = redis_queue.encode_event(event)
         assert redis_queue.decode_event({k.encode(): v.encode() for k, v in encoded.items()}) == event
