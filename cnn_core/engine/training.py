@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cnn_core.engine import datasets, filmstrip, specs
+from cnn_core.engine import datasets, executions, filmstrip, specs
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.models import build_model, to_float32
 from cnn_core.engine.specs import CheckedExperiment, Experiment
@@ -117,10 +117,12 @@ Listener = Callable[[Event], Any]
 class TrainingControl:
     """Pause, resume and learning-rate changes for a running `train`; call its methods from any thread.
 
-    The training callback reads one attribute per batch (`pending`) and does the rest only when a
-    command is waiting, so an untouched control costs nothing measurable. A pause holds training
-    after the current batch and before the next, so a paused and resumed run takes exactly the
-    steps of an uninterrupted one; a learning-rate change applies from the next batch on.
+    The training callback reads one attribute per execution (`pending`; see engine.executions) and
+    does the rest only when a command is waiting, so an untouched control costs nothing measurable.
+    A pause holds training after the current execution and before the next, so a paused and resumed
+    run takes exactly the steps of an uninterrupted one. A learning-rate change is written into the
+    running model at once (the compiled step reads it from a variable), so it applies from the next
+    batch on even in the middle of an execution; its event follows at the end of that execution.
     """
 
     def __init__(self):
@@ -128,6 +130,7 @@ class TrainingControl:
         self._running = threading.Event()
         self._running.set()
         self._learning_rate: float | None = None
+        self._apply: Callable[[float], None] | None = None
         self.pending = False
 
     @property
@@ -151,6 +154,17 @@ class TrainingControl:
         with self._lock:
             self._learning_rate = value
             self.pending = True
+            apply = self._apply
+        if apply is not None:
+            apply(value)
+
+    def attach(self, apply: Callable[[float], None] | None) -> None:
+        """Let learning-rate changes reach a running model at once (`None` detaches); one set earlier applies now."""
+        with self._lock:
+            self._apply = apply
+            value = self._learning_rate
+        if apply is not None and value is not None:
+            apply(value)
 
     def take_learning_rate(self) -> float | None:
         with self._lock:
@@ -331,6 +345,8 @@ def _forwarding_callback(
     keep_best: bool,
     control: TrainingControl | None = None,
     probe: np.ndarray | None = None,
+    frame_steps: tuple[int, ...] = (),
+    runner: executions.StepRunner | None = None,
 ):
     import keras
 
@@ -356,10 +372,9 @@ def _forwarding_callback(
         def on_train_begin(self, logs=None):
             if probe is None:
                 return
-            steps = filmstrip.schedule(steps_per_epoch, self.params["epochs"])
-            self.frame_steps = frozenset(steps)
+            self.frame_steps = frozenset(frame_steps)
             self.camera = filmstrip.Camera(self.model, probe, steps_per_epoch)
-            dispatch(filmstrip.FilmstripStarted(np.asarray(probe, dtype=np.float16), steps, steps_per_epoch))
+            dispatch(filmstrip.FilmstripStarted(np.asarray(probe, dtype=np.float16), frame_steps, steps_per_epoch))
             dispatch(self.camera.frame(0))
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -379,6 +394,10 @@ def _forwarding_callback(
                 return
             if dispatch.listeners:
                 dispatch(BatchEnded(self.epoch, batch + 1, steps_per_epoch, logs["loss"], logs["accuracy"]))
+            if runner is not None and not runner.at_boundary:
+                # The batches after this one have run already: Stop and pause act where the weights are
+                # the reported batch's, at the end of this execution (a frame step always ends one).
+                return
             # Checked after the listeners so a stop requested while they ran takes effect now, not a batch later.
             if stop_event is not None and stop_event.is_set():
                 self.model.stop_training = True
@@ -489,11 +508,15 @@ def train(
         model.optimizer.learning_rate = _overridable(schedule)
     if record_filmstrip and probe is None:
         probe = data.x_test[0]
+    frame_steps = filmstrip.schedule(steps_per_epoch, config.epochs) if record_filmstrip else ()
+    runner = executions.StepRunner(model, steps_per_epoch, must_end_at=frame_steps)
+    # Keras' fit calls this instead of compiling its own one-step function (see engine.executions).
+    model.train_function = runner
 
     dispatch = _Dispatcher(listeners)
     callback = _forwarding_callback(
         dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best,
-        control=control, probe=probe if record_filmstrip else None,
+        control=control, probe=probe if record_filmstrip else None, frame_steps=frame_steps, runner=runner,
     )
     dispatch(
         TrainStarted(
@@ -506,16 +529,22 @@ def train(
             test_size=len(data.x_test),
         )
     )
-    model.fit(
-        shuffled_batches(data.x_train, data.y_train, config.batch_size, config.epochs, config.seed),
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=None if data.x_val is None else (data.x_val, data.y_val),
-        validation_batch_size=max(config.batch_size, EVALUATION_BATCH_SIZE),
-        callbacks=[callback],
-        shuffle=False,  # The pipeline above already shuffles, deterministically.
-        verbose=0,
-    )
+    if control is not None:
+        control.attach(lambda value: set_learning_rate(model.optimizer, value))
+    try:
+        model.fit(
+            shuffled_batches(data.x_train, data.y_train, config.batch_size, config.epochs, config.seed),
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=None if data.x_val is None else (data.x_val, data.y_val),
+            validation_batch_size=max(config.batch_size, EVALUATION_BATCH_SIZE),
+            callbacks=[callback],
+            shuffle=False,  # The pipeline above already shuffles, deterministically.
+            verbose=0,
+        )
+    finally:
+        if control is not None:
+            control.attach(None)
     if steerable:
         # The saved model names the run's own schedule, which plain Keras can load again.
         model.optimizer.learning_rate = schedule
