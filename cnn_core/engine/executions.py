@@ -41,11 +41,12 @@ class StepRunner:
     """A `model.train_function` that runs several batches per call and returns one batch's logs per call."""
 
     def __init__(self, model, steps_per_epoch: int, must_end_at: Iterable[int] = (),
-                 seconds: float = EXECUTION_SECONDS, max_steps: int = MAX_STEPS):
+                 seconds: float | None = None, max_steps: int | None = None):
         import tensorflow as tf
 
         self.steps_per_epoch = steps_per_epoch
-        self.seconds = seconds
+        self.seconds = EXECUTION_SECONDS if seconds is None else seconds
+        max_steps = MAX_STEPS if max_steps is None else max_steps
         self.cap = max(1, min(max_steps, steps_per_epoch // MIN_EXECUTIONS_PER_EPOCH))
         self.steps = 1
         self.executions = 0
