@@ -1,124 +1,170 @@
-"""A class of 40: everyone joins within a minute, everyone queues a run, the instructor's view refreshes.
+"""A class of 40 through a real server: everyone joins within a minute, queues a run, the instructor's view refreshes.
 
-40 participants join one class at once (40 threads calling the class store, as 40 page runs of
-the Join form would), each with their own workspace id; each then submits a quick run to the
-server's queue (one slot, so one trains and 39 wait, as on a busy workshop server). The
-instructor's Class page is then opened with Streamlit's AppTest and its live view timed by the page
-itself (ui.timing): server time, no browser — what every `run_every` tick of the live view costs.
+A real `streamlit run app.py` on a free port and protocol clients (`bench.streamlit_client`), one
+per person, each its own Streamlit session and workspace, as 40 browser tabs would be:
 
-Joins go through the store rather than 40 websocket clients: the Join form does nothing but call
-`FolderClassStore.join`, so what is measured is the part that could contend (40 writers at once).
+1. The instructor opens the Class page and presses "Create the class"; the join code is read from
+   the page it gets back.
+2. The participants arrive together (a few per second): each follows the join link
+   (`classroom?join=CODE`, the code already filled in), types a nickname, presses Join, then opens
+   the Train page and starts the smallest run it offers (100 training images, 1 epoch). The server
+   trains one run at a time (CNN_MAX_JOBS=1), so one trains and the rest wait, as on a busy
+   workshop server.
+3. The instructor's live class view (a `run_every` fragment) is then refreshed as the browser does;
+   each refresh's server time is what the page itself records (`ui.timing`, CNN_TIMING_LOG), and
+   its round trip is timed too. The view's own table says how many participants and queued runs it
+   shows.
+
+The machine is shared with other jobs (2 cores), so the wall times are noisy; the server time per
+refresh is the figure the goal is about.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
+import re
+import statistics
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
+from bench.streamlit_client import StreamlitClient
 
 GOAL_MS = 200.0
+GOAL_JOIN_S = 60.0
+NICKNAME = "Your nickname (shown to the class)"
+# The join link the instructor's page shows: …/classroom?join=ABC234.
+JOIN_LINK = re.compile(rb"classroom\?join=([A-Z2-9]{6})")
 
 
-def run(quick: bool = False) -> dict:
-    from streamlit.testing.v1 import AppTest
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
-    from bench.run import ROOT
 
-    people = 10 if quick else 40
-    refreshes = 3 if quick else 10
-    folder = tempfile.mkdtemp(prefix="bench-classes-")
-    os.environ["CNN_CLASSES_DIR"] = folder
-    os.environ.setdefault("CNN_WORKSPACES_DIR", tempfile.mkdtemp(prefix="bench-workspaces-"))
-    os.environ.setdefault("CNN_MODELS_DIR", tempfile.mkdtemp(prefix="bench-models-"))
-    os.environ["CNN_MAX_JOBS"] = "1"
-    os.environ["CNN_MAX_QUEUED_JOBS"] = str(people + 5)
+def _key_ending(client: StreamlitClient, suffix: str) -> str:
+    keys = [key for key in client.widget_ids if key.endswith(suffix)]
+    if not keys:
+        raise RuntimeError(f"No widget key ends with {suffix!r}; the page showed {sorted(client.widget_ids)}.")
+    return max(keys)
 
-    from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
-    from cnn_core.service.classes import FolderClassStore
-    from cnn_core.service.workspace import new_id
-    from ui import loaders
 
-    store = FolderClassStore(folder)
-    room, key = store.create("Benchmark class")
-    members = [new_id() for _ in range(people)]
-    errors: list[BaseException] = []
+async def _participant(url: str, code: str, index: int, log: dict) -> None:
+    """Join by the link, then queue the smallest run from the Train page; record when each step ended."""
+    stage = "opening the join link"
+    try:
+        async with StreamlitClient(url) as client:
+            await client.open("classroom", query=f"join={code}")
+            stage = "joining"
+            client.fill(NICKNAME, f"P{index:02d}")
+            joined = await client.click("Join")
+            if not joined.shows(f"You are in this class as P{index:02d}"):
+                raise RuntimeError(f"not in the class after Join; the page said {joined.sentences()[-3:]}")
+            log["joined"].append(time.monotonic())
+            stage = "opening the Train page"
+            await client.open("train")
+            stage = "setting the run's size"
+            client.set(_key_ending(client, "-use-subset"), "bool_value", True)
+            await client.rerun()
+            client.set(_key_ending(client, "-subset"), "int_value", 100)
+            client.set(_key_ending(client, "-epochs"), "int_value", 1)
+            await client.rerun()
+            stage = "starting the run"
+            started = await client.click(_key_ending(client, "-start"))
+            if not client.fragments:
+                raise RuntimeError(f"no live view after Start; the page said {started.sentences()[-3:]}")
+            log["queued"].append(time.monotonic())
+    except Exception as exc:  # noqa: BLE001 - a participant who failed is a result to report.
+        log["failures"].append(f"P{index:02d} {stage}: {type(exc).__name__}: {exc}"[:300])
 
-    def join(index: int) -> None:
-        try:
-            store.join(room.code, members[index], f"P{index:02d}")
-        except BaseException as exc:  # noqa: BLE001 - counted below
-            errors.append(exc)
 
-    begun = time.perf_counter()
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(people)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    join_seconds = time.perf_counter() - begun
+async def _class(url: str, people: int, refreshes: int, timing_log: Path) -> dict:
+    log: dict = {"joined": [], "queued": [], "failures": []}
+    async with StreamlitClient(url) as instructor:
+        await instructor.open("classroom")
+        created = await instructor.click("Create the class")
+        found = JOIN_LINK.search(created.payload)
+        if found is None or "key=" not in instructor.query_string:
+            raise RuntimeError(f"No class was created; the page said {created.sentences()[-3:]}")
+        code = found.group(1).decode()
+        began = time.monotonic()
+        tasks = []
+        for index in range(people):
+            tasks.append(asyncio.create_task(_participant(url, code, index, log)))
+            await asyncio.sleep(0.25)  # A room arrives over ten seconds, not in one instant.
+        await asyncio.gather(*tasks)
+        ended = time.monotonic()
+        # The instructor's tab has been open all along; its live view now refreshes on its timer.
+        marker = len(timing_log.read_text().splitlines()) if timing_log.exists() else 0
+        view = min(instructor.fragments, key=instructor.fragments.get) if instructor.fragments else ""
+        if not view:
+            raise RuntimeError("The instructor's class view has no live part to refresh.")
+        round_trips, last = [], None
+        for _ in range(refreshes):
+            await asyncio.sleep(0.5)
+            last = await instructor.rerun(fragment_id=view)
+            round_trips.append(last.milliseconds)
+    lines = [json.loads(line) for line in timing_log.read_text().splitlines()[marker:]]
+    server_ms = [line["ms"] for line in lines if line["what"] == "class view"]
+    # The view's first table: one row per participant with their current run.
+    rows = last.table(0) if last.tables else []
+    runs = [str(row.get("current run", "")) for row in rows]
+    return {"log": log, "began": began, "ended": ended, "server_ms": server_ms, "round_trips": round_trips,
+            "shown": len({row.get("nickname") for row in rows}),
+            "runs_shown": sum(run != "no run yet" for run in runs),
+            "queued_shown": sum(run.startswith("queued") for run in runs)}
 
-    # Benchmarks before this one may have cached the settings (and so another classes folder).
-    from ui import classroom
 
-    loaders.settings.clear()
-    classroom.store.clear()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    queue = loaders.job_queue()
-    tiny = Experiment(
-        ModelSpec((Conv2D(4, 3), MaxPool(2), Flatten(), Dense(10, "softmax")), name="tiny"),
-        TrainingConfig(dataset="mnist", epochs=1, train_subset=200, validation_split=0.0),
-    )
-    for member in members:
-        queue.submit(tiny, member)
-    queued = sum(job.state == "queued" for m in members for job in queue.jobs_for(m))
+def run(quick: bool = False, people: int | None = None) -> dict:
+    from tests.app.browser.harness import serve_app
 
-    at.query_params["class"] = room.class_id
-    at.query_params["key"] = key
-    at.switch_page("pages/classroom.py").run()
-    if at.exception or at.error:
-        raise RuntimeError(f"The Class page failed: {(at.exception or at.error)[0].value}")
-    shown = len(at.dataframe[0].value) if at.dataframe else 0
-    # The page records the live view's own server time (what each run_every tick costs);
-    # AppTest's wall time would add its own polling of the script thread.
-    from ui import timing
-
-    log = Path(folder) / "timing.jsonl"
-    timing._LOG_PATH = str(log)
-    for _ in range(refreshes):
-        at.run()
-    timing._LOG_PATH = None
-    times = [json.loads(line)["ms"] / 1000 for line in log.read_text().splitlines()
-             if json.loads(line)["what"] == "class view"]
-    for member in members:
-        for job in queue.jobs_for(member):
-            job.stop()
-    median_ms = round(float(np.median(times)) * 1000, 1)
-    p95_ms = round(float(np.percentile(times, 95)) * 1000, 1)
+    people = people or (6 if quick else 40)
+    refreshes = 5 if quick else 20
+    timing_log = Path(tempfile.mkdtemp(prefix="bench-class-")) / "timing.jsonl"
+    env = {"CNN_MAX_JOBS": "1", "CNN_MAX_QUEUED_JOBS": str(people + 5), "CNN_TIMING_LOG": str(timing_log)}
+    with serve_app(env) as app:
+        result = asyncio.run(_class(app.url, people, refreshes, timing_log))
+    log, server_ms, trips = result["log"], result["server_ms"], result["round_trips"]
+    if not server_ms:
+        raise RuntimeError(f"The class view recorded no server time; failures: {log['failures'][:3]}")
+    joined, queued = len(log["joined"]), len(log["queued"])
+    join_s = (max(log["joined"]) - result["began"]) if log["joined"] else float("nan")
+    all_s = result["ended"] - result["began"]
+    p50, p95 = statistics.median(server_ms), _percentile(server_ms, 0.95)
+    trip50, trip95 = statistics.median(trips), _percentile(trips, 0.95)
     return {
         "participants": people,
-        "joined": people - len(errors),
-        "join_errors": len(errors),
-        "all joined within (s)": round(join_seconds, 2),
-        "runs queued behind the one training": queued,
-        "rows in the class view": shown,
-        "class view refresh median (ms)": median_ms,
-        "class view refresh p95 (ms)": p95_ms,
+        "joined": joined,
+        "runs queued": queued,
+        "failures (first 3)": log["failures"][:3],
+        "all joined after (s)": round(join_s, 1),
+        "all joined and queued after (s)": round(all_s, 1),
+        "participants in the class view": result["shown"],
+        "runs in the class view (queued or training or done)": result["runs_shown"],
+        "of them waiting (queued)": result["queued_shown"],
+        "class view refreshes timed": len(server_ms),
+        "class view server time ms (p50/p95/max)": [round(p50, 1), round(p95, 1), round(max(server_ms), 1)],
+        "class view refresh round trip ms (p50/p95)": [round(trip50), round(trip95)],
         "summary": [
-            {"what": f"class view refresh, {people} participants, {queued} runs queued",
-             "value": f"{median_ms:.0f} ms median, p95 {p95_ms:.0f} ms", "goal": f"≤ {GOAL_MS:.0f} ms",
-             "met": p95_ms <= GOAL_MS and shown == people and not errors},
+            {"what": f"class of {people}: protocol clients join by the link (nickname + Join)",
+             "value": f"{joined} of {people} joined in {join_s:.1f} s",
+             "compared_with": f"{queued} of {people} then queued a run from the Train page; "
+                              f"all done after {all_s:.1f} s",
+             "goal": f"all join and queue within {GOAL_JOIN_S:.0f} s",
+             "met": joined == people and queued == people and all_s <= GOAL_JOIN_S},
+            {"what": f"class view refresh server time, {result['shown']} participants, "
+                     f"{result['runs_shown']} runs shown",
+             "value": f"p50 {p50:.0f} ms, p95 {p95:.0f} ms ({len(server_ms)} refreshes)",
+             "compared_with": f"round trip p50 {trip50:.0f} ms, p95 {trip95:.0f} ms",
+             "goal": f"p95 ≤ {GOAL_MS:.0f} ms",
+             "met": p95 <= GOAL_MS and result["shown"] == people and result["runs_shown"] == people},
         ],
     }
 
 
 if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    print(json.dumps(run(quick="--quick" in sys.argv,
+                         people=int(sys.argv[sys.argv.index("--people") + 1]) if "--people" in sys.argv else None),
+                     indent=2, default=str))

@@ -12,6 +12,10 @@ submitted through `RedisJobQueue`'s own API, one owner per participant, as the T
 * stop latency: Stop pressed (`stop_requested_at`) → the worker's training callback sees it
   (`stop_seen_at`, after which no batch runs), both on Redis' clock.
 * killed worker: kill -9 a worker mid-run → its run shows "failed: the worker was lost".
+* drawing during a drain: a Streamlit server started with CNN_REDIS_URL and protocol visitors
+  (`bench.load_test`'s, which send the canvas value a browser sends after each stroke) drawing on
+  its Draw page while the runs drain through the 2 workers: stroke-to-answer latency, and the web
+  server process's RSS before the visitors came, when the drain began, at its peak and at the end.
 
 The machine is shared (2 cores, other jobs running), so the figures that matter are ratios taken
 within one run.
@@ -19,16 +23,22 @@ within one run.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
 import statistics
+import sys
+import threading
 import time
 
 from tests.core.service.redis_harness import redis_server, supervised_workers, wait_for_workers
 
-FULL = {"runs": 30, "train_subset": 1000, "stops": 5}
-QUICK = {"runs": 6, "train_subset": 500, "stops": 2}
+FULL = {"runs": 30, "train_subset": 1000, "stops": 5, "visitors": 10, "calm_s": 30}
+QUICK = {"runs": 6, "train_subset": 500, "stops": 2, "visitors": 3, "calm_s": 8}
+GOAL_STROKE_P95_MS = 200.0
+# "The web server's memory stays flat": what the server process may grow while the runs drain.
+GOAL_GROWTH_MB = 50.0
 
 
 def _quick_preset(train_subset: int):
@@ -118,6 +128,138 @@ def _kill_detection(url: str) -> tuple[float, str]:
     return detected, job.error or ""
 
 
+async def _draw_while(url: str, visitors: int, baseline_s: float, drain, samples: list, failures: list,
+                      marks: dict):
+    """`visitors` protocol visitors draw on the Draw page from before `drain()` begins until it returns."""
+    from bench.load_test import _drawings, _visitor
+    from bench.streamlit_client import StreamlitClient
+
+    drawings = _drawings(30, seed=13)
+    # One unmeasured visit first: a running server has long since loaded the model.
+    async with StreamlitClient(url) as client:
+        await client.open("draw")
+        client.set("draw-canvas", "json_value", drawings[0][-1])
+        await client.rerun()
+    marks["warm"] = time.monotonic()
+    far = time.monotonic() + 24 * 3600
+    tasks = []
+    for _ in range(visitors):
+        tasks.append(asyncio.create_task(_visitor(url, drawings, far, samples, failures)))
+        await asyncio.sleep(0.3)
+    # Everyone draws a while before the first run is submitted: the strokes of this calm spell
+    # (after the first few seconds of arrivals) are what the drain's strokes are compared with.
+    await asyncio.sleep(3)
+    calm = len(samples)
+    await asyncio.sleep(baseline_s)
+    marks["baseline"] = samples[calm:]
+    marks["drain"] = time.monotonic()
+    before = len(samples)
+    try:
+        drained = await asyncio.to_thread(drain)
+    finally:
+        marks["end"] = time.monotonic()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return drained, samples[before:]
+
+
+def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int, baseline_s: float) -> dict:
+    """The web tier under a drain: a Streamlit server on CNN_REDIS_URL serving visitors who draw."""
+    import psutil
+
+    from tests.app.browser.harness import serve_app
+
+    samples: list[float] = []
+    failures: list[str] = []
+    marks: dict[str, float] = {}
+    memory: list[tuple[float, float]] = []  # (monotonic time, server RSS MB)
+    with serve_app({"CNN_REDIS_URL": url}) as app:
+        server = psutil.Process(app.process.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                try:
+                    memory.append((time.monotonic(), server.memory_info().rss / 2**20))
+                except psutil.Error:
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            drained, during = asyncio.run(_draw_while(
+                app.url, visitors, baseline_s, lambda: _drain(url, runs, train_subset), samples, failures, marks))
+        finally:
+            done.set()
+            sampler.join()
+
+    def rss_at(moment: float) -> float:
+        return min(memory, key=lambda point: abs(point[0] - moment))[1]
+
+    if not during or not memory:
+        raise RuntimeError(f"No stroke was measured during the drain; failures: {failures[:3]}")
+    start, at_drain, end = rss_at(marks["warm"]), rss_at(marks["drain"]), rss_at(marks["end"])
+    # Growth that stops is a cache filling; growth that goes on through the second half is a leak.
+    middle = rss_at((marks["drain"] + marks["end"]) / 2)
+    peak = max(mb for moment, mb in memory if moment >= marks["drain"])
+    return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
+            "rss_start": start,
+            "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end, "drain_s": marks["end"] - marks["drain"]}
+
+
+def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple[dict, list[dict]]:
+    def p95_of(values: list[float]) -> float:
+        return sorted(values)[min(len(values) - 1, round(0.95 * (len(values) - 1)))] if values else float("nan")
+
+    strokes, calm = drawing["strokes"], drawing["baseline"]
+    p50, p95, calm_p95 = statistics.median(strokes), p95_of(strokes), p95_of(calm)
+    growth = drawing["rss_end"] - drawing["rss_drain"]
+    drained = drawing["drained"]
+    figures = {
+        "drawing visitors during the drain": visitors,
+        "drain with visitors drawing (s)": round(drawing["drain_s"], 1),
+        "runs finished during it": f"{drained['finished']} of {runs}",
+        "strokes answered during the drain": len(strokes),
+        "strokes that got no answer": len(drawing["failures"]),
+        "stroke to answer ms during the drain (p50/p95/max)": [round(p50), round(p95), round(max(strokes))],
+        "stroke to answer ms before it, same visitors (p50/p95, strokes)": [
+            round(statistics.median(calm)) if calm else None, round(calm_p95) if calm else None, len(calm)],
+        "web server RSS MB (warm, drain start, its middle, peak, end)": [
+            round(drawing[key]) for key in ("rss_start", "rss_drain", "rss_mid", "rss_peak", "rss_end")],
+    }
+    rows = [
+        {"what": f"workshop drain: {visitors} visitors drawing meanwhile (server on CNN_REDIS_URL), "
+                 "stroke to answer p95",
+         "value": f"{p95:.0f} ms ({len(strokes)} strokes, {len(drawing['failures'])} unanswered)",
+         "compared_with": f"p50 {p50:.0f} ms; before the drain p95 {calm_p95:.0f} ms "
+                          f"({p95 / calm_p95:.1f}×); {drained['finished']} of {runs} runs drained in "
+                          f"{drawing['drain_s']:.0f} s",
+         "goal": f"p95 ≤ {GOAL_STROKE_P95_MS:.0f} ms", "met": None if quick else p95 <= GOAL_STROKE_P95_MS
+         and not drawing["failures"]},
+        {"what": "workshop drain: web server RSS while the runs drain",
+         "value": f"{growth:+.0f} MB ({drawing['rss_drain']:.0f} → {drawing['rss_end']:.0f} MB, "
+                  f"peak {drawing['rss_peak']:.0f} MB)",
+         "compared_with": f"{drawing['rss_end'] - drawing['rss_mid']:+.0f} MB in the drain's second half; "
+                          f"{drawing['rss_start']:.0f} MB warm, before the visitors",
+         "goal": f"flat: growth ≤ {GOAL_GROWTH_MB:.0f} MB", "met": None if quick else growth <= GOAL_GROWTH_MB},
+    ]
+    return figures, rows
+
+
+def run_drawing(quick: bool) -> dict:
+    """Only the drawing-during-a-drain measurement (`python -m bench.redis_workers --drawing`)."""
+    from cnn_core.service.redis_queue import connect
+
+    sizes = QUICK if quick else FULL
+    with redis_server() as server, supervised_workers(server.url, 2):
+        wait_for_workers(connect(server.url), 2)
+        drawing = _drawing_during_drain(server.url, sizes["runs"], sizes["train_subset"],
+                                        sizes["visitors"], sizes["calm_s"])
+    figures, rows = _drawing_rows(drawing, sizes["runs"], sizes["visitors"], quick)
+    return {"runs": sizes["runs"], "train_subset": sizes["train_subset"], **figures, "summary": rows}
+
+
 def run(quick: bool) -> dict:
     from cnn_core.service.redis_queue import connect
 
@@ -134,6 +276,11 @@ def run(quick: bool) -> dict:
             two = _drain(server.url, sizes["runs"], sizes["train_subset"])
             stops = _stop_latencies(server.url, sizes["stops"])
             detected, error = _kill_detection(server.url)
+        conn.flushall()
+        with supervised_workers(server.url, 2) as _:
+            wait_for_workers(conn, 2)
+            drawing = _drawing_during_drain(server.url, sizes["runs"], sizes["train_subset"],
+                                            sizes["visitors"], sizes["calm_s"])
     ideal = sum(two["run_seconds"]) / 2
     ratio = two["drain_s"] / ideal
     scale = one["drain_s"] / two["drain_s"]
@@ -165,4 +312,14 @@ def run(quick: bool) -> dict:
         {"what": "kill -9 of a worker → run failed", "value": f"{detected:.1f} s", "goal": "≤ 15 s",
          "met": detected <= 15 and "worker was lost" in error},
     ]
+    figures, rows = _drawing_rows(drawing, sizes["runs"], sizes["visitors"], quick)
+    results.update(figures)
+    results["summary"] += rows
     return results
+
+
+if __name__ == "__main__":
+    import json
+
+    quick = "--quick" in sys.argv
+    print(json.dumps(run_drawing(quick) if "--drawing" in sys.argv else run(quick), indent=2, default=str))
