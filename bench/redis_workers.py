@@ -205,7 +205,8 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     peak = max(mb for moment, mb in memory if moment >= marks["drain"])
     return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
             "rss_start": start,
-            "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end, "drain_s": marks["end"] - marks["drain"]}
+            "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end,
+            "drain_s": marks["end"] - marks["drain"]}
 
 
 def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple[dict, list[dict]]:
