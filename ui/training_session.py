@@ -24,6 +24,7 @@ def run_settings(training: specs.TrainingConfig) -> dict:
         "validation split": training.validation_split,
         "training images": training.train_subset or "all",
         "target accuracy": training.target_accuracy,
+        "target loss": training.target_loss,
     }
 
 

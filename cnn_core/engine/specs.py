@@ -31,6 +31,9 @@ MAX_KERNEL = 11
 MAX_LAYERS = 40
 MAX_EPOCHS = 100
 MIN_BATCH, MAX_BATCH = 1, 4096
+# A target training loss above the maximum is no target: a model that only guesses among 10 classes
+# scores about 2.3; below the minimum a run would never stop by it.
+MIN_TARGET_LOSS, MAX_TARGET_LOSS = 0.001, 5.0
 DEFAULT_MAX_PARAMS = 5_000_000
 
 Shape = tuple[int, ...]
@@ -148,6 +151,8 @@ class TrainingConfig:
     train_subset: int | None = None
     # Stop as soon as training accuracy reaches this value (seed 002's callback).
     target_accuracy: float | None = None
+    # Stop as soon as an epoch's training loss is at or below this (the Coursera course's "myCallback").
+    target_loss: float | None = None
     # Keep the weights of the epoch with the best validation accuracy (seed fashion notebook).
     restore_best: bool = False
 
@@ -399,6 +404,13 @@ def validate_training(config: TrainingConfig, max_epochs: int = MAX_EPOCHS, max_
         ta = config.target_accuracy
         if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta <= 1:
             raise UserError(f"Target accuracy {ta!r} must be a fraction above 0 and at most 1 (e.g. 0.998).")
+    if config.target_loss is not None:
+        tl = config.target_loss
+        if isinstance(tl, bool) or not isinstance(tl, int | float) or not MIN_TARGET_LOSS <= tl <= MAX_TARGET_LOSS:
+            raise UserError(
+                f"Target loss {tl!r} must be a number from {MIN_TARGET_LOSS:g} to {MAX_TARGET_LOSS:g} (e.g. 0.4; a "
+                "model that only guesses among 10 classes has a loss of about 2.3)."
+            )
     if config.restore_best and vs == 0:
         raise UserError("Restoring the best validation weights needs a validation split above 0.")
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["completed", "stopped", "target_reached"]
+StopReason = Literal["completed", "stopped", "target_reached", "loss_reached"]
 # Test evaluation does not depend on the batch size, so use one that is quick without using much memory.
 EVALUATION_BATCH_SIZE = 256
 
@@ -252,6 +252,17 @@ def target_message(target_accuracy: float) -> str:
     return f"Reached {target_accuracy * 100:g}% accuracy so cancelling training!"
 
 
+def loss_message(loss: float, target_loss: float, epoch: int) -> str:
+    """Why a run stopped at its target loss, e.g. 'Stopped: training loss 0.38 ≤ 0.40 at epoch 3.'.
+
+    The loss is rounded down, at least to the target's own decimals, so it never reads as above the target.
+    """
+    decimals = next((d for d in range(2, 7) if round(target_loss, d) == target_loss), 6)
+    # The small nudge keeps 0.29 from flooring to 0.28 through 0.29 * 100 = 28.999999999999996.
+    shown = math.floor(loss * 10**decimals + 1e-9) / 10**decimals
+    return f"Stopped: training loss {shown:.{decimals}f} ≤ {target_loss:.{decimals}f} at epoch {epoch + 1}."
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """The arrays one run uses after `train_subset` and `validation_split` have been applied."""
@@ -343,6 +354,7 @@ def _forwarding_callback(
     stop_event: threading.Event | None,
     target_accuracy: float | None,
     keep_best: bool,
+    target_loss: float | None = None,
     control: TrainingControl | None = None,
     probe: np.ndarray | None = None,
     frame_steps: tuple[int, ...] = (),
@@ -362,6 +374,8 @@ def _forwarding_callback(
             self.epochs_completed = 0
             self.stopped_by_request = False
             self.target_reached = False
+            # (training loss, epoch) of the epoch that met target_loss.
+            self.loss_reached: tuple[float, int] | None = None
             self.best_val_accuracy = -math.inf
             self.best_epoch: int | None = None
             self.best_weights: list | None = None
@@ -445,7 +459,14 @@ def _forwarding_callback(
             if complete and target_accuracy is not None and event.accuracy >= target_accuracy:
                 self.model.stop_training = True
                 self.target_reached = True
-            if stop_event is not None and stop_event.is_set() and not self.target_reached:
+            # The tutorial's myCallback rule on the epoch's training loss (Keras' mean over its batches),
+            # "at or below" like target_accuracy's "at or above", and only on a whole epoch: a partial
+            # epoch's mean covers fewer batches and is not the figure the learner set a target for.
+            if complete and target_loss is not None and event.loss <= target_loss:
+                self.model.stop_training = True
+                self.loss_reached = (event.loss, epoch)
+            if (stop_event is not None and stop_event.is_set() and not self.target_reached
+                    and self.loss_reached is None):
                 self.model.stop_training = True
                 self.stopped_by_request = True
             self.history.append(dataclasses.asdict(event))
@@ -516,7 +537,8 @@ def train(
     dispatch = _Dispatcher(listeners)
     callback = _forwarding_callback(
         dispatch, steps_per_epoch, stop_event, config.target_accuracy, config.restore_best,
-        control=control, probe=probe if record_filmstrip else None, frame_steps=frame_steps, runner=runner,
+        target_loss=config.target_loss, control=control, probe=probe if record_filmstrip else None,
+        frame_steps=frame_steps, runner=runner,
     )
     dispatch(
         TrainStarted(
@@ -565,8 +587,13 @@ def train(
     test_loss, test_accuracy = classifier_score(test_probabilities, data.y_test)
 
     reason: StopReason
+    loss_note = "" if callback.loss_reached is None else loss_message(
+        callback.loss_reached[0], config.target_loss, callback.loss_reached[1])
     if callback.target_reached:
-        reason, message = "target_reached", target_message(config.target_accuracy)
+        # Both targets met in the same epoch: the accuracy one (older, seed 002's) names the reason.
+        reason, message = "target_reached", f"{target_message(config.target_accuracy)} {loss_note}".rstrip()
+    elif loss_note:
+        reason, message = "loss_reached", loss_note
     elif callback.stopped_by_request and callback.epochs_completed < config.epochs:
         last = callback.history[-1] if callback.history else None
         where = (

@@ -101,6 +101,19 @@ class StopAtAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 '''
         callbacks.append("StopAtAccuracy()")
+    if config.target_loss is not None:
+        # The Coursera course's "myCallback", with the app's rule: at or below the target ends the run.
+        extra_code += f'''
+
+class StopAtLoss(keras.callbacks.Callback):
+    """Stop once an epoch's training loss is at or below the target."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["loss"] <= {config.target_loss!r}:
+            print("\\nLoss is at or below {config.target_loss:g} so cancelling training!")
+            self.model.stop_training = True
+'''
+        callbacks.append("StopAtLoss()")
     if config.restore_best and config.validation_split > 0:
         extra_code += '''
 

@@ -1,9 +1,9 @@
-"""More exercises from the seed notebooks' "Exploring convolutions" questions.
+"""More exercises from the seed notebooks' "Exploring convolutions" questions and the course's callback.
 
 Each one is a question the notebooks leave to the learner (how many filters, how many
-convolutions, which pooling, how small can the flattened layer get). They share one rule: the
-starting setup alone never passes, so the learner has to change something and look at what it
-did. Comparisons use the learner's earlier runs (`Attempt.earlier`), which the Exercises page
+convolutions, which pooling, how small can the flattened layer get, when to stop training). They
+share one rule: the starting setup alone never passes, so the learner has to change something and
+look at what it did. Comparisons use the learner's earlier runs (`Attempt.earlier`), which the Exercises page
 fills with the workspace's runs.
 """
 
@@ -19,6 +19,7 @@ from cnn_core.workshop.exercises import (
     Attempt,
     CheckResult,
     Exercise,
+    _final,
     _kinds,
     _needs_training,
     _number,
@@ -270,6 +271,67 @@ def _check_sweet_spot(attempt: Attempt) -> CheckResult:
     return report.result()
 
 
+# (7) The Coursera course's callback ("myCallback"): stop once the training loss is low enough.
+
+LOSS_GOAL = 0.4
+# The course's dense model on all of Fashion-MNIST: one epoch ends near 0.5, the second near 0.37,
+# so the starting single epoch cannot get there and a learner has to ask for more.
+LOSS_START = Experiment(
+    replace(presets.get("dense_baseline").model, name="stop_at_loss"),
+    replace(presets.get("dense_baseline").training, epochs=1),
+)
+
+
+def _check_stop_at_loss(attempt: Attempt) -> CheckResult:
+    report, missing = _begin(attempt, "fashion_mnist")
+    if missing:
+        return missing
+    training = attempt.experiment.training
+    target = _number(training.target_loss)
+    report.criterion(
+        target is not None and target <= LOSS_GOAL,
+        f"The callback is set to stop at a training loss of {target:g}." if target is not None else "",
+        f"Set 'Stop when training loss ≤' to {LOSS_GOAL} so the callback ends the run by itself."
+        if target is None
+        else f"A target loss of {target:g} stops too easily; set it to {LOSS_GOAL} or lower, as the course does.",
+    )
+    # Whole epochs only: a run stopped by hand keeps a partial last epoch that the callback never judged.
+    whole = [row for row in attempt.history if row.get("complete", True)]
+    final = _final(whole, "loss")
+    by_callback = attempt.stopped_reason == "loss_reached"
+    if attempt.stopped_reason == "stopped":
+        not_stopped = "You stopped the run by hand; start it again and let the callback stop it."
+    elif attempt.stopped_reason == "target_reached":
+        not_stopped = "The target accuracy stopped the run first; turn it off so the loss callback decides."
+    elif target is None:
+        not_stopped = "Without a target loss the run could only end at its last epoch."
+    else:
+        not_stopped = (
+            f"The run used every epoch without the training loss reaching {target:g}; ask for more epochs "
+            "(10 is plenty) or try a learning rate of 0.001 with adam."
+        )
+    report.criterion(by_callback, "The callback stopped the run.", not_stopped)
+    asked = training.epochs
+    report.criterion(
+        len(whole) < asked,
+        f"It stopped after {len(whole)} of the {asked} epochs asked for.",
+        ("The run had a single epoch" if asked == 1 else f"The run used all {asked} epochs it was given")
+        + "; ask for more than it needs (try 10), so that the callback, not the epoch count, is what ends it.",
+    )
+    if final is None:
+        report.criterion(False, "", "The run recorded no training loss; train again.")
+    elif target is None:
+        report.criterion(False, "", f"The last epoch's training loss is {final:.3f}, but no target was set for the "
+                                    "callback to compare it with.")
+    else:
+        report.criterion(
+            final <= target,
+            f"The last epoch's training loss is {final:.3f}, at or below {target:g}.",
+            f"The last epoch's training loss is {final:.3f}, above {target:g}; give the run more epochs.",
+        )
+    return report.result()
+
+
 def _two_conv64() -> Experiment:
     return _quick(presets.get("two_conv64").experiment, "two_conv64")
 
@@ -354,6 +416,27 @@ SEED_EXERCISES: list[Exercise] = [
         locked=LOCKED,
         check=_check_sweet_spot,
         source="Seed 002 — the question of how small the flattened layer can get.",
+    ),
+    Exercise(
+        key="stop_at_loss",
+        title="Stop at a loss threshold",
+        goal_text=(
+            f"The course's callback: instead of guessing how many epochs are enough, let training stop by itself "
+            f"once an epoch's training loss is {LOSS_GOAL} or lower. Set the target, give the run enough epochs, "
+            "and check that the callback is what ended it."
+        ),
+        hints=(
+            f"Set 'Stop when training loss ≤' to {LOSS_GOAL}: after every epoch the callback compares that epoch's "
+            "training loss with it.",
+            "Ask for more epochs than the run needs, say 10; one epoch ends near a loss of 0.5.",
+            "'Download as script' under a finished run shows the callback as plain Keras code.",
+        ),
+        starting_experiment=LOSS_START,
+        # The accuracy target stays off, so the loss alone decides.
+        locked=frozenset({"dataset", "train_subset", "target_accuracy"}),
+        check=_check_stop_at_loss,
+        source="Coursera 'Introduction to TensorFlow' — callbacks ('myCallback' stops at a loss of 0.4), "
+        "Fashion-MNIST.",
     ),
 ]
 

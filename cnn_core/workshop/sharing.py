@@ -48,6 +48,7 @@ LOCKABLE_FIELDS = (
     "validation_split",
     "train_subset",
     "target_accuracy",
+    "target_loss",
     "restore_best",
 )
 # What the Train page's form calls each lockable field, so lock lists speak the form's language.
@@ -62,6 +63,7 @@ LOCK_LABELS = {
     "validation_split": "Validation split",
     "train_subset": "Train on a subset",
     "target_accuracy": "Stop at a target accuracy",
+    "target_loss": "Stop when training loss ≤",
     "restore_best": "Keep the best validation epoch",
 }
 # Browsers and proxies cope with URLs of a few thousand characters; a real config is far smaller.

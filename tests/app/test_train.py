@@ -249,3 +249,41 @@ def test_the_schedule_control_writes_the_config_and_honours_a_lock(open_page, fa
     schedule = linked.selectbox(key=settings_key(linked, "schedule"))
     assert schedule.value == "cosine" and schedule.disabled
     assert app_state(linked).editor_training.lr_schedule == "cosine"
+
+
+def test_the_target_loss_control_sets_the_config_and_the_run_stops_at_it(open_page):
+    at = configure_small_run(open_page("train"), epochs=10)
+    control = at.number_input(key=settings_key(at, "target-loss"))
+    assert control.value is None and app_state(at).editor_training.target_loss is None
+    control.set_value(1.5).run()
+    assert not at.exception
+    assert app_state(at).editor_training.target_loss == 1.5
+    at.button(key="train-run-start").click().run()
+    job = app_state(at).training_job
+    assert job.experiment.training.target_loss == 1.5
+    run_until(at, job_ended)
+    at.run()
+    run = app_state(at).runs[-1]
+    # The callback, not the epoch count, ended it: fewer epochs than asked, the last at or below the target.
+    assert job.state == "finished" and run.stopped_reason == "loss_reached"
+    assert len(run.history) < 10 and run.history[-1]["loss"] <= 1.5
+    message = app_state(at).last_result_message
+    assert message.startswith(f"Stopped: training loss {int(run.history[-1]['loss'] * 100) / 100:.2f} ≤ 1.50 "
+                              f"at epoch {len(run.history)}.")
+    assert plain(message) in texts(at)
+    # Emptied, the field turns the rule off again.
+    at.number_input(key=settings_key(at, "target-loss")).set_value(None).run()
+    assert app_state(at).editor_training.target_loss is None
+
+
+def test_a_link_locks_the_target_loss(fake_canvas):
+    experiment = Experiment(ModelSpec((Flatten(), Dense(10, "softmax")), name="loss target"),
+                            TrainingConfig(dataset="fashion_mnist", epochs=10, target_loss=0.4))
+    linked = AppTest.from_file(str(APP), default_timeout=120)
+    linked.query_params.update(signed_link(experiment, locked={"target_loss"}))
+    linked.run()
+    linked.switch_page("pages/train.py").run()
+    control = linked.number_input(key=settings_key(linked, "target-loss"))
+    assert control.value == 0.4 and control.disabled
+    assert app_state(linked).editor_training.target_loss == 0.4
+    assert "Stop when training loss ≤" in texts(linked)

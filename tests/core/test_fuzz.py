@@ -162,6 +162,7 @@ TRAINING = st.builds(
     seed=value(0, -1, 2**31),
     train_subset=value(None, 100, 99, 60_000, 70_000),
     target_accuracy=value(None, 0.998, 0.0, 1.5),
+    target_loss=value(None, 0.4, 0.0, -1.0, float("nan"), 1e300),
     restore_best=value(False, True),
 )
 
@@ -179,6 +180,7 @@ SOUND_TRAINING = st.builds(
     seed=st.integers(0, 2**31 - 1),
     train_subset=st.sampled_from([None, 100, 1_000]),
     target_accuracy=st.sampled_from([None, 0.99]),
+    target_loss=st.sampled_from([None, 0.4, 5.0]),
     restore_best=st.booleans(),
 )
 

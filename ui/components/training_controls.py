@@ -111,6 +111,18 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
             "Target training accuracy", 0.5, 1.0, float(current.target_accuracy or 0.99), step=0.005,
             format="%.3f", key=f"{prefix}-target", disabled=is_locked("target_accuracy"),
         ))
+    # One compact field, empty for "off": the course's myCallback stops at a loss rather than an accuracy.
+    # Streamlit answers an emptied field with the widget's default, so the default is None and the
+    # starting value goes in through the session state, once per key; otherwise emptying could not turn it off.
+    loss_key = f"{prefix}-target-loss"
+    if loss_key not in st.session_state and current.target_loss is not None:
+        st.session_state[loss_key] = float(current.target_loss)
+    target_loss = right.number_input(
+        "Stop when training loss ≤", specs.MIN_TARGET_LOSS, specs.MAX_TARGET_LOSS, None, step=0.05, format="%.3f",
+        placeholder="off", key=loss_key, disabled=is_locked("target_loss"),
+        help="Like the course's callback: training stops at the end of the first epoch whose training loss is at "
+        "or below this (0.4 on Fashion-MNIST takes a few epochs). Leave it empty to train every epoch.",
+    )
     restore_best = right.checkbox(
         "Keep the best validation epoch", current.restore_best, key=f"{prefix}-restore",
         disabled=is_locked("restore_best"),
@@ -120,6 +132,7 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
         epochs=int(epochs),
         batch_size=int(batch_size), validation_split=round(float(validation_split), 2), train_subset=train_subset,
         target_accuracy=target_accuracy, restore_best=restore_best,
+        target_loss=None if target_loss is None else float(target_loss),
     )
     state.editor_training = config
     try:

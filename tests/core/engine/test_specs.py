@@ -119,6 +119,14 @@ def test_too_many_layers():
         ({"train_subset": 10}, "train_subset"),
         ({"train_subset": 70_000}, "train_subset"),
         ({"target_accuracy": 1.5}, "Target accuracy"),
+        ({"target_loss": 0.0}, "Target loss 0.0 must be a number from 0.001 to 5"),
+        ({"target_loss": -0.4}, "Target loss -0.4 must be"),
+        ({"target_loss": 0.0009}, "Target loss 0.0009 must be"),
+        ({"target_loss": float("nan")}, "Target loss nan must be"),
+        ({"target_loss": float("inf")}, "Target loss inf must be"),
+        ({"target_loss": 1e300}, "Target loss 1e\\+300 must be"),
+        ({"target_loss": True}, "Target loss True must be"),
+        ({"target_loss": "0.4"}, "Target loss '0.4' must be"),
         ({"restore_best": True, "validation_split": 0.0}, "validation split above 0"),
         ({"seed": -1}, "seed"),
         ({"lr_schedule": "step"}, "Unknown learning-rate schedule 'step'; use one of constant, cosine, one_cycle"),
@@ -128,6 +136,13 @@ def test_too_many_layers():
 def test_bad_training_settings(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         specs.validate_training(TrainingConfig(**changes))
+
+
+def test_a_sound_target_loss_is_accepted_and_old_configs_have_none():
+    specs.validate_training(TrainingConfig(target_loss=0.4))
+    specs.validate_training(TrainingConfig(target_loss=5))
+    specs.validate_training(TrainingConfig(target_loss=0.001))
+    assert TrainingConfig.from_dict({"epochs": 3}).target_loss is None
 
 
 def test_training_json_without_a_schedule_keeps_a_constant_rate():
@@ -151,11 +166,11 @@ def test_experiment_json_round_trip():
              GlobalAvgPool(), Dense(32, "gelu"), HEAD, name="round trip"),
         TrainingConfig(dataset="fashion_mnist", optimizer="sgd", learning_rate=0.05, batch_size=256, epochs=3,
                        validation_split=0.2, seed=7, train_subset=1000, target_accuracy=0.95, restore_best=True,
-                       lr_schedule="one_cycle"),
+                       lr_schedule="one_cycle", target_loss=0.35),
     )
     again = Experiment.from_json(experiment.to_json())
     assert again == experiment
-    assert again.training.lr_schedule == "one_cycle"
+    assert again.training.lr_schedule == "one_cycle" and again.training.target_loss == 0.35
     assert json.loads(again.to_json()) == json.loads(experiment.to_json())
 
 

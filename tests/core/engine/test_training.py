@@ -1,4 +1,5 @@
 import logging
+import math
 import threading
 
 import numpy as np
@@ -168,6 +169,40 @@ def test_target_accuracy_stops_with_the_seed_message(small):
     assert accuracies[-1] >= 0.85 and all(value < 0.85 for value in accuracies[:-1])
     assert len(accuracies) < 8
     assert events[-1].epochs_completed == len(accuracies)
+
+
+def test_target_loss_stops_at_the_first_epoch_at_or_below_it(small):
+    events = []
+    result = training.train(experiment(epochs=8, target_loss=0.6), dataset=small, listeners=[events.append])
+    losses = [row["loss"] for row in result.history]
+    assert result.stopped_reason == "loss_reached"
+    # The callback's rule: the first whole epoch whose training loss is at or below the target ends the run.
+    assert losses[-1] <= 0.6 and all(value > 0.6 for value in losses[:-1])
+    assert 1 < len(losses) < 8 and all(row["complete"] for row in result.history)
+    assert result.message.startswith(f"Stopped: training loss {math.floor(losses[-1] * 100) / 100:.2f} ≤ 0.60 "
+                                     f"at epoch {len(losses)}.")
+    assert events[-1].reason == "loss_reached" and events[-1].epochs_completed == len(losses)
+
+
+def test_an_unreachable_target_loss_runs_every_epoch(small):
+    result = training.train(experiment(epochs=2, target_loss=0.001), dataset=small)
+    assert result.stopped_reason == "completed"
+    assert len(result.history) == 2 and min(row["loss"] for row in result.history) > 0.001
+    assert result.message.startswith("Finished all 2 epochs.")
+
+
+@pytest.mark.parametrize(
+    ("loss", "target", "epoch", "expected"),
+    [
+        (0.3849, 0.4, 2, "Stopped: training loss 0.38 ≤ 0.40 at epoch 3."),
+        # Rounded down, never shown above the target it met.
+        (0.3999, 0.4, 0, "Stopped: training loss 0.39 ≤ 0.40 at epoch 1."),
+        (0.29, 0.3, 0, "Stopped: training loss 0.29 ≤ 0.30 at epoch 1."),
+        (0.4049, 0.405, 4, "Stopped: training loss 0.404 ≤ 0.405 at epoch 5."),
+    ],
+)
+def test_the_loss_message_reads_as_the_rule_it_applied(loss, target, epoch, expected):
+    assert training.loss_message(loss, target, epoch) == expected
     assert training.target_message(0.998) == "Reached 99.8% accuracy so cancelling training!"
 
 

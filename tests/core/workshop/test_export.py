@@ -47,7 +47,8 @@ def test_every_preset_exports_a_valid_notebook_and_a_compilable_script():
 def test_the_exported_script_trains_the_same_model_to_a_comparable_accuracy(tmp_path):
     spec = ModelSpec((Conv2D(8, 3), MaxPool(2), Dropout(0.25), Flatten(), Dense(10, "softmax")), name="exported")
     config = TrainingConfig(epochs=1, batch_size=64, validation_split=0.1, seed=4, lr_schedule="one_cycle",
-                            learning_rate=0.005, target_accuracy=0.999, restore_best=True)
+                            learning_rate=0.005, target_accuracy=0.999, restore_best=True,
+                            target_loss=0.01)
     experiment = Experiment(spec, config)
     path = tmp_path / "run.py"
     path.write_text(export.script(experiment, "A test run"))
@@ -56,6 +57,7 @@ def test_the_exported_script_trains_the_same_model_to_a_comparable_accuracy(tmp_
     done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=environment,
                           timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "callbacks=[StopAtAccuracy(), StopAtLoss(), KeepBest()]" in path.read_text()
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if line.startswith(("Parameters", "Test")))
     assert int(lines["Parameters"]) == count_params(spec) == 13_610
     exported_accuracy = float(lines["Test accuracy"])
@@ -72,3 +74,25 @@ def test_a_subset_in_the_run_is_kept_in_the_export():
     assert "x_train[:5000], y_train[:5000]" in export.script(experiment)
     with pytest.raises(ValueError):
         export.script(Experiment(ModelSpec((Dense(10, "softmax"), Conv2D(4, 3))), TrainingConfig()))
+
+
+def test_the_exported_loss_callback_stops_at_or_below_the_target(capsys):
+    import keras
+
+    experiment = Experiment(presets.get("dense_baseline").model, TrainingConfig(dataset="fashion_mnist", epochs=10,
+                                                                               target_loss=0.4))
+    code = export.script(experiment)
+    assert "callbacks=[StopAtLoss()]" in code
+    # The class as the script defines it, run against the logs Keras hands a callback.
+    start = code.index("class StopAtLoss(keras.callbacks.Callback):")
+    namespace = {"keras": keras}
+    exec(code[start:code.index("\nhistory = model.fit(", start)], namespace)
+    callback = namespace["StopAtLoss"]()
+    model = type("Model", (), {"stop_training": False})()
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"loss": 0.41, "accuracy": 0.85})
+    assert model.stop_training is False and capsys.readouterr().out == ""
+    callback.on_epoch_end(1, {"loss": 0.4, "accuracy": 0.86})
+    assert model.stop_training is True
+    assert capsys.readouterr().out == "\nLoss is at or below 0.4 so cancelling training!\n"
+    assert "StopAtLoss" not in export.script(presets.get("dense_baseline").experiment)

@@ -27,7 +27,7 @@ def start(key: str) -> Experiment:
 def test_all_seed_exercises_are_registered():
     keys = [e.key for e in SEED_EXERCISES]
     assert keys == ["filters_16_32_64", "remove_last_conv", "add_convs", "first_conv_only", "max_vs_avg_pool",
-                    "flatten_sweet_spot"]
+                    "flatten_sweet_spot", "stop_at_loss"]
     assert all(key in EXERCISES for key in keys)
 
 
@@ -109,3 +109,56 @@ def test_flatten_sweet_spot():
     assert EXERCISES["flatten_sweet_spot"].check(attempt(pooled, 0.972, earlier=[wide_run])).passed
     assert not EXERCISES["flatten_sweet_spot"].check(attempt(pooled, 0.96, earlier=[wide_run])).passed
     assert not EXERCISES["flatten_sweet_spot"].check(attempt(pooled, 0.99)).passed
+
+
+def loss_run(target=0.4, epochs=10, losses=(0.497, 0.376), reason="loss_reached", **training) -> Attempt:
+    base = start("stop_at_loss")
+    experiment = replace(base, training=replace(base.training, target_loss=target, epochs=epochs, **training))
+    history = [{"epoch": i, "loss": loss, "accuracy": 0.85, "complete": True} for i, loss in enumerate(losses)]
+    return Attempt(experiment=experiment, history=history, test_accuracy=0.86, stopped_reason=reason, params=101_770)
+
+
+def test_stop_at_loss_passes_when_the_callback_ended_the_run_early():
+    result = EXERCISES["stop_at_loss"].check(loss_run())
+    assert result.passed, result.messages
+    assert "✓ It stopped after 2 of the 10 epochs asked for." in result.messages
+    assert "✓ The last epoch's training loss is 0.376, at or below 0.4." in result.messages
+
+
+def test_the_stop_at_loss_start_needs_a_target_and_more_epochs():
+    exercise = EXERCISES["stop_at_loss"]
+    assert exercise.starting_experiment.training.target_loss is None
+    assert {"dataset", "target_accuracy"} <= exercise.locked and "epochs" not in exercise.locked
+    # The start as it is: one epoch, no target (what a real run of it gave).
+    base = start("stop_at_loss")
+    unchanged = Attempt(experiment=base, history=[{"loss": 0.497, "accuracy": 0.82, "complete": True}],
+                        test_accuracy=0.85, stopped_reason="completed")
+    failures = [m for m in exercise.check(unchanged).messages if m.startswith("✗")]
+    assert failures == [
+        "✗ Set 'Stop when training loss ≤' to 0.4 so the callback ends the run by itself.",
+        "✗ Without a target loss the run could only end at its last epoch.",
+        "✗ The run had a single epoch; ask for more than it needs (try 10), so that the callback, not the epoch "
+        "count, is what ends it.",
+        "✗ The last epoch's training loss is 0.497, but no target was set for the callback to compare it with.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "advice"),
+    [
+        # A target set, but too few epochs to reach it: the run ran out of epochs.
+        (loss_run(epochs=1, losses=(0.497,), reason="completed"), "ask for more epochs (10 is plenty)"),
+        # The callback fired on the very last epoch: nothing was saved, the epoch count ended it as much.
+        (loss_run(epochs=2), "The run used all 2 epochs it was given"),
+        (loss_run(target=0.8, losses=(0.497,)), "A target loss of 0.8 stops too easily; set it to 0.4 or lower"),
+        (loss_run(losses=(0.497, 0.45), reason="stopped"), "You stopped the run by hand"),
+        (loss_run(losses=(0.497, 0.45), reason="target_reached", target_accuracy=0.85),
+         "The target accuracy stopped the run first"),
+        (loss_run(losses=(0.497, 0.45)), "above 0.4; give the run more epochs"),
+        (loss_run(dataset="mnist"), "This exercise is about fashion_mnist"),
+    ],
+)
+def test_stop_at_loss_fails_and_says_what_to_try(attempt, advice):
+    result = EXERCISES["stop_at_loss"].check(attempt)
+    assert not result.passed
+    assert any(m.startswith("✗") and advice in m for m in result.messages), result.messages

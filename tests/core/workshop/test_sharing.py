@@ -36,7 +36,7 @@ def test_round_trip_keeps_locked_fields_and_every_training_setting():
                    Dense(10, "softmax")), name="mine"),
         TrainingConfig(dataset="fashion_mnist", optimizer="sgd", learning_rate=0.05, batch_size=17, epochs=3,
                        validation_split=0.2, seed=42, train_subset=1234, target_accuracy=0.9, restore_best=True,
-                       lr_schedule="cosine"),
+                       lr_schedule="cosine", target_loss=0.35),
     )
     params = to_query_params(experiment, locked={"epochs", "layers", "dataset", "lr_schedule"})
     # The lock list follows LOCKABLE_FIELDS' order, so equal lock sets give equal links.
@@ -44,6 +44,20 @@ def test_round_trip_keeps_locked_fields_and_every_training_setting():
     restored, locked = from_query_params(params)
     assert restored == experiment
     assert locked == frozenset({"layers", "dataset", "epochs", "lr_schedule"})
+    assert restored.training.target_loss == 0.35
+
+
+def test_a_locked_target_loss_travels_and_a_bad_one_is_refused():
+    experiment = presets.get("dense_baseline").experiment
+    experiment = replace(experiment, training=replace(experiment.training, target_loss=0.4))
+    params = to_query_params(experiment, locked={"target_loss", "target_accuracy"})
+    assert params["lock"] == "target_accuracy,target_loss"
+    assert from_query_params(params) == (experiment, frozenset({"target_accuracy", "target_loss"}))
+    assert sharing.lock_labels({"target_loss"}) == ["Stop when training loss ≤"]
+    payload = _valid_payload()
+    payload["training"]["target_loss"] = 1e9
+    with pytest.raises(ValueError, match="Target loss 1000000000.0 must be a number from 0.001 to 5"):
+        from_query_params(_pack(payload))
 
 
 def test_links_are_compact_and_url_safe():
