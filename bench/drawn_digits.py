@@ -18,7 +18,7 @@ from cnn_core.engine.inference import Predictor
 from cnn_core.engine.preprocess import canvas_to_mnist
 from cnn_core.service.persistence import load_default
 
-GOAL = 0.97
+GOAL = 0.98  # the handwriting issue's goal (it was 97% before the default model was trained on more drawings)
 
 
 def naive_resize(canvas: np.ndarray) -> np.ndarray:
