@@ -4,8 +4,8 @@ The pictures are one ``.npz`` entry in the workspace ("drawings" kind), so a rel
 or a server restart finds them again. `register` turns them into a registry entry whose name is
 derived from (but does not reveal) the workspace id, so Train, Draw, Feature maps, Explain,
 Evaluate and Compare runs use them by name like any bundled dataset. The thread and process
-runners train on it (the process runner ships the arrays to its worker); the Redis runner does
-not, since its workers live on other machines without the learner's workspace arrays.
+runners train on it (the process runner ships the arrays to its worker); the Redis runner stores
+them in Redis under their hash, and its workers register them the same way.
 """
 
 from __future__ import annotations

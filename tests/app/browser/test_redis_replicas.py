@@ -1,7 +1,7 @@
 """Two Streamlit replicas on two ports against one Redis and one RQ worker, driven by real Chromium.
 
-A run started through replica A is watched, stopped and collected after the browser comes back
-through replica B (the proxy's cookie expired, replica A went away); with Redis down the page
+A run started through replica A is watched (its filmstrip too), paused, resumed, stopped and
+collected after the browser comes back through replica B (the proxy's cookie expired, replica A went away); with Redis down the page
 says the training service is unavailable, without a traceback, and works again once it is back.
 """
 
@@ -72,7 +72,20 @@ def test_a_run_started_on_replica_a_is_stopped_and_kept_through_replica_b(browse
     assert _progress(page).inner_text() != first  # live on B, fed by the worker through Redis
     # The curve so far was replayed from the run's stream, not only what came after the reattach.
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+    # The filmstrip's frames came through Redis as well: its slider scrubs them while the run goes on.
+    page.get_by_role("slider", name=re.compile("Filmstrip")).wait_for()
     screenshot(page, "redis-replica-b-running")
+    # Steering reaches the worker through Redis: the run holds, then goes on after Resume.
+    page.get_by_role("button", name="Pause").click()
+    paused = page.locator('[data-testid="stMain"] [data-testid="stProgress"]').get_by_text(re.compile("Paused at epoch"))
+    paused.wait_for()
+    held = paused.inner_text()
+    time.sleep(2.5)
+    assert paused.inner_text() == held
+    screenshot(page, "redis-replica-b-paused")
+    page.get_by_role("button", name="Resume").click()
+    _progress(page).filter(has_not_text="Paused").wait_for()
+    page.get_by_role("button", name="Pause").wait_for()
     page.get_by_role("button", name="Stop training").click()
     page.get_by_text(re.compile("Stopped (during|after) epoch")).wait_for()
     wait_until_idle(page)
