@@ -41,8 +41,13 @@ class StepRunner:
     """A `model.train_function` that runs several batches per call and returns one batch's logs per call."""
 
     def __init__(self, model, steps_per_epoch: int, must_end_at: Iterable[int] = (),
-                 seconds: float | None = None, max_steps: int | None = None):
+                 seconds: float | None = None, max_steps: int | None = None, sample=None):
         import tensorflow as tf
+
+        if sample is not None:
+            # Create the optimizer's slots and the metrics' totals now: a tf.function whose first trace
+            # creates variables traces twice, and a trace is most of the wait for the first curve point.
+            model._symbolic_build(data_batch=sample)
 
         self.steps_per_epoch = steps_per_epoch
         self.seconds = EXECUTION_SECONDS if seconds is None else seconds

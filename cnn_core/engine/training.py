@@ -530,7 +530,8 @@ def train(
     if record_filmstrip and probe is None:
         probe = data.x_test[0]
     frame_steps = filmstrip.schedule(steps_per_epoch, config.epochs) if record_filmstrip else ()
-    runner = executions.StepRunner(model, steps_per_epoch, must_end_at=frame_steps)
+    runner = executions.StepRunner(model, steps_per_epoch, must_end_at=frame_steps,
+                                   sample=(data.x_train[:1], data.y_train[:1]))
     # Keras' fit calls this instead of compiling its own one-step function (see engine.executions).
     model.train_function = runner
 
