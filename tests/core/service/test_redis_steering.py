@@ -108,6 +108,29 @@ def test_pause_holds_the_run_past_the_lost_worker_timeout_and_resume_finishes_ev
     assert job.take_result() is not None and plain.take_result() is not None
 
 
+def test_stop_reaches_a_paused_run_and_so_does_its_owner_leaving(redis_url, workers):
+    queue = _queue(redis_url, abandon_after_s=2.0)
+    job = queue.submit(_experiment(), owner="halter")
+    job.pause()
+    _eventually(job, lambda: job.progress.snapshot().paused)
+    job.stop()
+    _wait(job, timeout=30)
+    assert job.state == "stopped", job.error
+    fields = queue.redis.hgetall(run_key(job.id))
+    assert float(fields[b"stop_seen_at"]) - float(fields[b"stop_requested_at"]) < 2.0
+    assert b"hard_stop_at" not in fields
+    assert job.take_result().stopped_reason == "stopped"
+
+    left = queue.submit(_experiment(), owner="leaver")
+    left.pause()
+    _eventually(left, lambda: left.progress.snapshot().paused)
+    deadline = time.monotonic() + 30
+    while left.is_active and time.monotonic() < deadline:  # the tab is closed: no more heartbeats
+        time.sleep(0.1)
+        left.refresh()
+    assert left.state == "abandoned" and "closed" in left.error
+
+
 def test_an_impossible_learning_rate_is_refused_before_it_travels(redis_url):
     queue = _queue(redis_url.replace("/0", "/7"))  # no worker on this database: the run stays queued
     job = queue.submit(_experiment(), owner="typo")
