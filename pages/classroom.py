@@ -34,11 +34,12 @@ def instructor_view(room, key: str) -> None:
     code_col, link_col = st.columns([1, 2])
     code_col.metric("Join code", room.code)
     link_col.caption("Participants open the Class page and type the code, or follow this link:")
-    link_col.code(join_url, language=None)
+    # Wrapped: on a projector or at 800 px the link must be readable whole, not scrolled.
+    link_col.code(join_url, language=None, wrap_lines=True)
     if not projector:
         with st.expander("Your instructor link (keep it secret)"):
             st.code(classroom.page_url(f"{classroom.CLASS_PARAM}={room.class_id}&{classroom.KEY_PARAM}={key}"),
-                    language=None)
+                    language=None, wrap_lines=True)
         hand_out(room, key)
     live_view(room.class_id, projector)
 

@@ -100,24 +100,23 @@ def cell_by_cell(image: np.ndarray, kernel: np.ndarray, padding: str, stride: in
     for line in explain_conv.arithmetic(explanation):
         st.markdown(line)
     small_after = ops.relu(small_out) if use_relu else small_out
-    output_col, relu_col, pooled_col = st.columns(3)
-    with output_col:
+    with explain_conv.grid_row("playground-steps"):
         explain_conv.grid(small_out, title=f"output ({padding}, stride {stride})", highlight=(row, col, 1, 1),
                           signed=True)
-    with relu_col:
         explain_conv.grid(small_after, signed=not use_relu,
                           title="after ReLU: negatives → 0" if use_relu else "no ReLU: negatives stay")
-    with pooled_col:
-        if pool_size > min(small_after.shape):
-            st.info(f"A {pool_size}×{pool_size} pool does not fit this {small_after.shape[0]}×"
-                    f"{small_after.shape[1]} output; pick a smaller pool size.")
-        else:
-            dropped = small_after.shape[0] % pool_size
-            # A short title: a title wider than its chart squeezes the cells away.
-            explain_conv.grid(pool(small_after, pool_kind, pool_size), signed=not use_relu,
-                              title=f"{POOL_WORDS[pool_kind]} pool {pool_size}×{pool_size}")
-            if dropped:
-                st.caption(f"The last {dropped} row(s) and column(s) do not fill a window and are dropped.")
+        # A grid with a caption under it: the pair keeps the grid's width (at least room for the caption).
+        with st.container(width=max(small_after.shape[1] // pool_size * explain_conv.CELL_PX, 200)):
+            if pool_size > min(small_after.shape):
+                st.info(f"A {pool_size}×{pool_size} pool does not fit this {small_after.shape[0]}×"
+                        f"{small_after.shape[1]} output; pick a smaller pool size.")
+            else:
+                dropped = small_after.shape[0] % pool_size
+                # A short title: a title wider than its chart squeezes the cells away.
+                explain_conv.grid(pool(small_after, pool_kind, pool_size), signed=not use_relu,
+                                  title=f"{POOL_WORDS[pool_kind]} pool {pool_size}×{pool_size}")
+                if dropped:
+                    st.caption(f"The last {dropped} row(s) and column(s) do not fill a window and are dropped.")
 
 
 @st.fragment

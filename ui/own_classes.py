@@ -12,7 +12,7 @@ import streamlit as st
 from cnn_core.engine import own_data, preprocess, registry
 from cnn_core.service import own_classes
 from cnn_core.workshop import presets
-from ui import images
+from ui import errors, images, layout, uploads
 from ui import state as app_state
 from ui.components import canvas
 from ui.errors import shown_as_error
@@ -33,20 +33,31 @@ def _save(collection: own_data.Collection, message: str) -> None:
     st.session_state["own-message"] = message
 
 
+def _add_class() -> None:
+    """The Add class button's callback: a callback may empty the name box, the script run after it may not."""
+    try:
+        collection = own_classes.load(app_state.get().workspace)
+        name = own_data.check_class_name(st.session_state.get("own-new-name", ""))
+        if name in collection:
+            raise own_data.UserError(f"There is already a class called {name}; pick another name.")
+        if len(collection) >= own_data.MAX_CLASSES:
+            raise own_data.UserError(f"You can have at most {own_data.MAX_CLASSES} classes; delete one first.")
+        _save({**collection, name: np.zeros((0, 28, 28), np.uint8)}, f"Added the class {name}.")
+    except Exception as error:
+        st.session_state["own-define-error"] = errors.message(error)
+        return
+    # An empty box for the next name: the added one left there invited adding it twice.
+    st.session_state["own-new-name"] = ""
+
+
 def define(collection: own_data.Collection) -> None:
     """Add a class, or delete one (with a confirmation)."""
-    add_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-    wanted = add_col.text_input("New class name", key="own-new-name", placeholder="circle",
-                                max_chars=24)
-    if button_col.button("Add class", key="own-add-class", width="stretch"):
-        with shown_as_error(stop=False):
-            name = own_data.check_class_name(wanted)
-            if name in collection:
-                raise own_data.UserError(f"There is already a class called {name}; pick another name.")
-            if len(collection) >= own_data.MAX_CLASSES:
-                raise own_data.UserError(f"You can have at most {own_data.MAX_CLASSES} classes; delete one first.")
-            _save({**collection, name: np.zeros((0, 28, 28), np.uint8)}, f"Added the class {name}.")
-            st.rerun()
+    add_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
+    add_col.text_input("New class name", key="own-new-name", placeholder="circle", max_chars=24)
+    button_col.button("Add class", key="own-add-class", width="stretch", on_click=_add_class)
+    failure = st.session_state.pop("own-define-error", None)
+    if failure:
+        st.error(failure)
     if collection:
         with st.expander("Delete a class"):
             doomed = st.selectbox("Class", list(collection), key="own-delete-name")
@@ -80,14 +91,15 @@ def draw(collection: own_data.Collection) -> None:
 def upload(collection: own_data.Collection) -> None:
     """A .zip of one folder per class; refused whole, in one sentence, if anything in it is wrong."""
     st.subheader("Or upload a .zip")
+    limit_mb = uploads.cap_mb(MAX_ZIP_MB)
     st.caption("One folder per class, named after it (circle/1.png, square/1.png, …); PNG or JPEG, any size, "
-               f"colour or grey; at most {own_data.MAX_IMAGES:,} pictures and {MAX_ZIP_MB} MB.")
-    file = st.file_uploader("Zip of class folders", type=["zip"], key="own-zip")
+               f"colour or grey; at most {own_data.MAX_IMAGES:,} pictures and {limit_mb} MB.")
+    file = st.file_uploader("Zip of class folders", type=["zip"], key="own-zip", max_upload_size=limit_mb)
     if file is not None and st.button("Add these pictures", key="own-add-zip"):
         with shown_as_error(stop=False):
-            if file.size > MAX_ZIP_MB * 2**20:
-                raise own_data.UserError(f"The zip is {file.size / 2**20:.0f} MB; upload one of at most {MAX_ZIP_MB} MB.")
-            read = own_data.read_zip(file.getvalue(), max_total_bytes=MAX_ZIP_MB * 2**20)
+            if file.size > limit_mb * 2**20:
+                raise own_data.UserError(f"The zip is {file.size / 2**20:.0f} MB; upload one of at most {limit_mb} MB.")
+            read = own_data.read_zip(file.getvalue(), max_total_bytes=limit_mb * 2**20)
             added = own_data.merge(collection, read)
             total = sum(len(v) for v in read.values())
             _save(added, f"Added {total} pictures to {len(read)} classes.")
@@ -101,7 +113,10 @@ def overview(collection: own_data.Collection) -> None:
         st.caption("No classes yet: add two or more, for example circle, triangle and square.")
         return
     counts = own_classes.counts(collection)
-    st.bar_chart({"pictures": counts}, horizontal=True, height=40 + 30 * len(counts))
+    if not any(counts.values()):
+        st.caption("No pictures yet: draw some or upload a .zip.")
+    else:
+        st.bar_chart({"pictures": counts}, horizontal=True, height=40 + 30 * len(counts))
     for name, pictures in collection.items():
         st.text(f"{name}: {counts[name]} pictures")
         if len(pictures):
@@ -135,7 +150,9 @@ def show() -> None:
     message = st.session_state.pop("own-message", None)
     if message:
         st.success(plain(message))
-    left, right = st.columns([1, 1], gap="large")
+    # The canvas needs its whole width: in a half-width column it was clipped at 800 px, so the right
+    # part moves below the left when the two no longer fit side by side.
+    left, right = layout.wrapping_row("own", ["wide", None])
     with left:
         define(collection)
         draw(collection)

@@ -127,7 +127,12 @@ def test_the_upload_limits_shown_are_the_settings_own(open_page):
     model = at.file_uploader(key="draw-model-upload-file")
     # Local defaults: CNN_MAX_IMAGE_MB 10, CNN_MAX_UPLOAD_MB 50 (Streamlit's own limit said 20 for both).
     assert "at most 10 MB" in photo.label and photo.proto.max_upload_size_mb == 10
-    assert "at most 50 MB" in model.label and model.proto.max_upload_size_mb == 50
+    # But the server refuses any upload over server.maxUploadSize (20 MB in .streamlit/config.toml), whatever a
+    # widget says: before, the label said 50 MB and a 26 MB model failed with a red icon and no words.
+    import streamlit as st
+
+    assert st.get_option("server.maxUploadSize") == 20
+    assert "at most 20 MB" in model.label and model.proto.max_upload_size_mb == 20
 
 
 @needs_default_models

@@ -126,3 +126,30 @@ def test_a_model_trained_on_own_classes_works_on_every_page(open_page, fake_canv
             assert not at.error, (page, [e.value for e in at.error])
     finally:
         registry.unregister(name)
+
+
+def test_an_added_class_empties_the_name_box_and_no_pictures_draw_no_chart(open_page):
+    at = open_page("own_classes")
+    add_class(at, "stick")
+    assert not at.exception
+    # Before: "stick" stayed in the box, one click from "There is already a class called stick".
+    assert at.text_input(key="own-new-name").value == ""
+    assert "Added the class stick." in texts(at)
+    # Before: a bar chart of zeros with an axis reading 0.000000.
+    assert at.get("vega_lite_chart") == []
+    assert "No pictures yet" in texts(at)
+    add_class(at, "stick")
+    assert "already a class called stick" in texts(at)
+
+
+def test_the_zip_limit_named_is_the_one_the_server_enforces(open_page):
+    import streamlit as st
+
+    server_mb = st.get_option("server.maxUploadSize")
+    from ui.own_classes import MAX_ZIP_MB
+
+    assert server_mb < MAX_ZIP_MB  # the case this is about: the server's cap is the lower one
+    at = open_page("own_classes")
+    # Before: "64 MB" on the page, while the server refused anything over its own 20 MB.
+    assert f"and {server_mb} MB." in texts(at)
+    assert f"and {MAX_ZIP_MB} MB." not in texts(at)

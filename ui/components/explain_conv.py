@@ -105,6 +105,12 @@ def grid(matrix: np.ndarray, *, key: str | None = None, **options) -> None:
     st.vega_lite_chart(grid_spec(matrix, **options), width="content", key=key)
 
 
+def grid_row(key: str):
+    """A row for grids side by side. A grid keeps its size (its cells must stay readable), so in
+    `st.columns` a 9×9 one spilled over its neighbour at 800 px; here one that does not fit moves below."""
+    return st.container(horizontal=True, wrap=True, gap="medium", key=f"{key}-grids")
+
+
 @dataclass(frozen=True)
 class ChannelPart:
     """One input channel's share of a convolution cell."""
@@ -161,8 +167,8 @@ def arithmetic(explanation: ConvExplanation) -> list[str]:
 def show_part(part: ChannelPart, window: tuple[int, int, int, int], decimals: int, key: str) -> None:
     """One channel: its window in the layer below, × weights, = products, and what they add to."""
     _, _, height, width = window
-    below_col, weights_col, products_col = st.columns(3)
-    with below_col:
+    row = grid_row(key)
+    with row:
         if part.below is not None and max(part.below.shape) <= 32:
             numbers = max(part.below.shape) <= 9
             grid(part.below, title=f"{part.label} {WORDS['window']}".strip(), highlight=window, decimals=decimals,
@@ -170,9 +176,7 @@ def show_part(part: ChannelPart, window: tuple[int, int, int, int], decimals: in
                  key=f"{key}-below")
         else:
             grid(part.patch, title=f"{part.label} {WORDS['window']}".strip(), decimals=decimals, key=f"{key}-patch")
-    with weights_col:
         grid(part.weights, title=WORDS["weights"], signed=True, decimals=decimals, key=f"{key}-weights")
-    with products_col:
         grid(part.products, title=WORDS["products"], signed=True, decimals=decimals, key=f"{key}-products")
     st.caption(f"{part.label + ': ' if part.label else ''}the {height * width} products add up to "
                f"{_number(part.total, decimals)}")

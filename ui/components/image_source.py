@@ -9,7 +9,7 @@ import streamlit as st
 
 from cnn_core.engine import own_data
 from cnn_core.engine.errors import UserError
-from ui import errors, loaders
+from ui import errors, loaders, uploads
 from ui import state as app_state
 from ui.text import class_label, plain
 
@@ -62,10 +62,10 @@ def photo_upload(key: str, *, what: str = "one object") -> PickedImage | None:
 
     Every picture goes through `decode_upload`, so `preprocess.image_to_mnist` is its one way in.
     """
-    limit = loaders.settings().max_image_bytes
+    limit = uploads.cap_bytes(loaders.settings().max_image_bytes)
     upload = st.file_uploader(
         f"A photo or scan of {what} (PNG or JPEG, at most {megabytes(limit)})", type=["png", "jpg", "jpeg"],
-        key=f"{key}-upload", max_upload_size=max(1, round(limit / (1024 * 1024))),
+        key=f"{key}-upload", max_upload_size=uploads.cap_mb(limit / (1024 * 1024)),
     )
     if upload is None:
         st.caption(f"{what.capitalize()} on a plain background works best; it is cropped, centred and scaled "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cnn_core.engine import registry
-from ui import errors, loaders, own_classes
+from ui import errors, loaders, own_classes, uploads
 from ui import state as app_state
 from ui.text import message as error_text
 
@@ -83,11 +83,11 @@ def _upload(key: str) -> None:
 
 def upload_form(key: str) -> None:
     """A small form to bring in a model trained elsewhere (a .keras file for 28×28×1 images, 10 classes)."""
-    limit_mb = max(1, round(loaders.settings().max_upload_bytes / (1024 * 1024)))
+    limit_mb = uploads.cap_mb(loaders.settings().max_upload_bytes / (1024 * 1024))
     with st.popover("Upload a model", icon=":material/upload:", width="content",
                     help="Use a .keras model trained elsewhere (a picture goes on the page itself)"):
         st.selectbox("It was trained on", own_classes.choices(), format_func=registry.title, key=f"{key}-upload-dataset")
-        # The limit named and enforced here is the settings' own, not Streamlit's server-wide one.
+        # The settings' limit, unless the server's own cap is lower (that one cannot be lifted per widget).
         st.file_uploader(f"A .keras model file (at most {limit_mb} MB)", type=["keras"], key=f"{key}-upload-file",
                          on_change=_upload, args=(key,), max_upload_size=limit_mb,
                          help="Saved with model.save('name.keras'); standard Keras layers only.")

@@ -188,3 +188,106 @@ def test_the_exercise_kernel_shows_all_nine_cells(sized_page, width):
     for index in range(9):
         cell = cells.nth(index)
         assert visible_box(cell)["width"] >= cell.bounding_box()["width"] - 1, index
+
+
+def widest_overflow(page) -> list[str]:
+    """Elements of the main area that reach past the right edge of the window (a page that scrolls sideways)."""
+    return page.evaluate(
+        """() => {
+            const edge = document.documentElement.clientWidth + 1;
+            return [...document.querySelectorAll('[data-testid=stMain] *')]
+                .filter(e => e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().right > edge)
+                .map(e => (e.dataset.testid || e.tagName) + ' ' + Math.round(e.getBoundingClientRect().right))
+                .slice(0, 10);
+        }"""
+    )
+
+
+def assert_whole_button(page, name: str) -> None:
+    button = page.get_by_role("button", name=name)
+    # The label sits in a <p> that cuts it with an ellipsis, so the button itself never overflows.
+    assert button.evaluate("b => [b, ...b.querySelectorAll('*')].every("
+                           "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), name
+    assert button.inner_text().strip() == name
+
+
+@pytest.mark.parametrize("width", [800, 400])
+def test_my_handwriting_shows_the_whole_canvas_and_whole_buttons(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/my_handwriting")
+    wait_until_idle(page)
+    canvas = canvas_of(page)
+    # Before, at 800 px: the canvas sat in a half-width column that hid its right part.
+    shown = visible_box(canvas)
+    assert shown["width"] >= 279 and shown["height"] >= 279, shown
+    draw_stroke(page, canvas, SEVEN)
+    add = page.get_by_role("button", name="Add to my handwriting")
+    add.wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                           "b => b.innerText.includes('Add to my handwriting') && !b.disabled)")
+    wait_until_idle(page)
+    # Before, at 800 px: "Add to m…".
+    assert_whole_button(page, "Add to my handwriting")
+    assert_whole_button(page, "Teach it my handwriting")
+    assert widest_overflow(page) == []
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, f"layout-my_handwriting-{width}")
+
+
+@pytest.mark.parametrize("width", [800, 400])
+def test_own_classes_shows_the_whole_canvas_and_whole_buttons(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/own_classes")
+    wait_until_idle(page)
+    assert_whole_button(page, "Add class")
+    for name in ("circle", "square"):
+        page.get_by_label("New class name").fill(name)
+        page.get_by_role("button", name="Add class").click()
+        wait_until_idle(page)
+    canvas = canvas_of(page)
+    shown = visible_box(canvas)
+    assert shown["width"] >= 279 and shown["height"] >= 279, shown
+    assert shown["right"] <= width
+    assert_whole_button(page, "Add drawing")
+    assert widest_overflow(page) == []
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, f"layout-own_classes-{width}")
+
+
+def overlapping_pairs(boxes: list[dict]) -> list[tuple[int, int]]:
+    return [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes) if i < j
+            and a["x"] + a["width"] > b["x"] + 1 and b["x"] + b["width"] > a["x"] + 1
+            and a["y"] + a["height"] > b["y"] + 1 and b["y"] + b["height"] > a["y"] + 1]
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_playground_number_grids_never_overlap(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/playground")
+    wait_until_idle(page)
+    charts = page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg')
+    charts.nth(5).wait_for()
+    page.wait_for_timeout(1000)
+    # window, weights, products; output, after ReLU, pooled.
+    boxes = [charts.nth(i).bounding_box() for i in range(charts.count())]
+    assert len(boxes) == 6, boxes
+    # Before, at 800 px: the 9×9 window grid ran over the weights and the output over the ReLU grid.
+    assert overlapping_pairs(boxes) == [], boxes
+    assert all(box["x"] + box["width"] <= width for box in boxes), boxes
+    screenshot(page, f"layout-playground-grids-{width}")
+
+
+@pytest.mark.parametrize("width", [800, 400])
+def test_the_join_link_is_shown_whole(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/classroom")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Create the class").click()
+    wait_until_idle(page)
+    link = page.locator('[data-testid="stCode"] code').first
+    link.wait_for()
+    assert "join=" in link.inner_text()
+    # Before: one line that scrolled sideways, so at 800 px the code itself was cut off.
+    assert link.evaluate("c => c.closest('pre').scrollWidth <= c.closest('pre').clientWidth + 1")
+    assert visible_box(link)["right"] <= width
+    screenshot(page, f"layout-class-link-{width}")
