@@ -291,7 +291,7 @@ def _check_stop_at_loss(attempt: Attempt) -> CheckResult:
     report.criterion(
         target is not None and target <= LOSS_GOAL,
         f"The callback is set to stop at a training loss of {target:g}." if target is not None else "",
-        f"Set 'Stop when training loss ≤' to {LOSS_GOAL} so the callback ends the run by itself."
+        f"Set 'Stop at loss ≤' to {LOSS_GOAL} so the callback ends the run by itself."
         if target is None
         else f"A target loss of {target:g} stops too easily; set it to {LOSS_GOAL} or lower, as the course does.",
     )
@@ -426,7 +426,7 @@ SEED_EXERCISES: list[Exercise] = [
             "and check that the callback is what ended it."
         ),
         hints=(
-            f"Set 'Stop when training loss ≤' to {LOSS_GOAL}: after every epoch the callback compares that epoch's "
+            f"Set 'Stop at loss ≤' to {LOSS_GOAL}: after every epoch the callback compares that epoch's "
             "training loss with it.",
             "Ask for more epochs than the run needs, say 10; one epoch ends near a loss of 0.5.",
             "'Download as script' under a finished run shows the callback as plain Keras code.",

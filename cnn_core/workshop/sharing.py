@@ -63,7 +63,7 @@ LOCK_LABELS = {
     "validation_split": "Validation split",
     "train_subset": "Train on a subset",
     "target_accuracy": "Stop at a target accuracy",
-    "target_loss": "Stop when training loss ≤",
+    "target_loss": "Stop at loss ≤",
     "restore_best": "Keep the best validation epoch",
 }
 # Browsers and proxies cope with URLs of a few thousand characters; a real config is far smaller.

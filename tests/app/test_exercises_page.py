@@ -76,3 +76,41 @@ def test_a_comparing_exercise_checks_the_latest_run_against_the_earlier_ones(ope
     assert at.success and at.success[0].value.startswith("Passed!")
     assert "16 filters: 87.50% in 22 s" in texts(at)
     assert "64 filters: 89.00% in 61 s" in texts(at)
+
+
+def test_the_loss_threshold_exercise_is_set_up_with_the_controls_and_checks_the_run(open_page):
+    from cnn_core.engine.specs import Experiment
+    from ui.state import RunRecord
+
+    at = open_page("exercises")
+    at.selectbox(key="exercise-pick").set_value("stop_at_loss").run()
+    at.button(key="exercise-stop_at_loss-load").click().run()
+    state = at.session_state["app_state"]
+    prefix = f"exercise-stop_at_loss-settings-{state.training_generation}"
+    loss = at.number_input(key=f"{prefix}-target-loss")
+    # The accuracy target is the exercise's to keep off; the loss target and the epochs are the learner's.
+    assert at.checkbox(key=f"{prefix}-use-target").disabled and not loss.disabled and loss.value is None
+    start = state.editor_training
+
+    def record(training, losses, reason):
+        experiment = exercises.get("stop_at_loss").starting_experiment
+        return RunRecord(name=reason, experiment=Experiment(experiment.model, training),
+                         dataset="fashion_mnist", architecture="", params=101_770, settings={},
+                         history=[{"epoch": i, "loss": value, "accuracy": 0.85} for i, value in enumerate(losses)],
+                         test_accuracy=0.86, test_loss=0.38, seconds=20.0, stopped_reason=reason)
+
+    # The unchanged setup's run (one epoch, no target) does not pass, and says what to set.
+    state.runs[:] = [record(start, [0.497], "completed")]
+    at.run()
+    at.button(key="exercise-stop_at_loss-check").click().run()
+    assert not at.exception and at.error and "Set 'Stop at loss ≤' to 0.4" in texts(at)
+
+    loss.set_value(0.4).run()
+    at.number_input(key=f"{prefix}-epochs").set_value(10).run()
+    assert (state.editor_training.target_loss, state.editor_training.epochs) == (0.4, 10)
+    state.runs[:] = [record(state.editor_training, [0.497, 0.376], "loss_reached")]
+    at.run()
+    at.button(key="exercise-stop_at_loss-check").click().run()
+    assert not at.exception
+    assert at.success and at.success[0].value.startswith("Passed!")
+    assert "It stopped after 2 of the 10 epochs asked for." in texts(at)

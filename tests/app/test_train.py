@@ -286,4 +286,4 @@ def test_a_link_locks_the_target_loss(fake_canvas):
     control = linked.number_input(key=settings_key(linked, "target-loss"))
     assert control.value == 0.4 and control.disabled
     assert app_state(linked).editor_training.target_loss == 0.4
-    assert "Stop when training loss ≤" in texts(linked)
+    assert "Stop at loss ≤" in texts(linked)

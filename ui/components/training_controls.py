@@ -118,7 +118,7 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
     if loss_key not in st.session_state and current.target_loss is not None:
         st.session_state[loss_key] = float(current.target_loss)
     target_loss = right.number_input(
-        "Stop when training loss ≤", specs.MIN_TARGET_LOSS, specs.MAX_TARGET_LOSS, None, step=0.05, format="%.3f",
+        "Stop at loss ≤", specs.MIN_TARGET_LOSS, specs.MAX_TARGET_LOSS, None, step=0.05, format="%.3f",
         placeholder="off", key=loss_key, disabled=is_locked("target_loss"),
         help="Like the course's callback: training stops at the end of the first epoch whose training loss is at "
         "or below this (0.4 on Fashion-MNIST takes a few epochs). Leave it empty to train every epoch.",

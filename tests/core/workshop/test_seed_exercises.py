@@ -135,7 +135,7 @@ def test_the_stop_at_loss_start_needs_a_target_and_more_epochs():
                         test_accuracy=0.85, stopped_reason="completed")
     failures = [m for m in exercise.check(unchanged).messages if m.startswith("✗")]
     assert failures == [
-        "✗ Set 'Stop when training loss ≤' to 0.4 so the callback ends the run by itself.",
+        "✗ Set 'Stop at loss ≤' to 0.4 so the callback ends the run by itself.",
         "✗ Without a target loss the run could only end at its last epoch.",
         "✗ The run had a single epoch; ask for more than it needs (try 10), so that the callback, not the epoch "
         "count, is what ends it.",

@@ -53,7 +53,7 @@ def test_a_locked_target_loss_travels_and_a_bad_one_is_refused():
     params = to_query_params(experiment, locked={"target_loss", "target_accuracy"})
     assert params["lock"] == "target_accuracy,target_loss"
     assert from_query_params(params) == (experiment, frozenset({"target_accuracy", "target_loss"}))
-    assert sharing.lock_labels({"target_loss"}) == ["Stop when training loss ≤"]
+    assert sharing.lock_labels({"target_loss"}) == ["Stop at loss ≤"]
     payload = _valid_payload()
     payload["training"]["target_loss"] = 1e9
     with pytest.raises(ValueError, match="Target loss 1000000000.0 must be a number from 0.001 to 5"):
