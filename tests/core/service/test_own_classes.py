@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cnn_core.engine import datasets, registry
-from cnn_core.engine.errors import UserError
 from cnn_core.engine.specs import Conv2D, Dense, Experiment, Flatten, MaxPool, ModelSpec, TrainingConfig
 from cnn_core.service import own_classes
 from cnn_core.service.queue import JobQueue
@@ -72,13 +71,26 @@ def test_the_process_runner_ships_own_classes_to_its_worker(workspace):
         queue.shutdown(timeout=60)
 
 
-def test_the_redis_runner_refuses_own_classes_in_words(workspace, redis_url):
+def test_the_redis_runner_sends_own_classes_once_under_their_hash(workspace, redis_url):
+    import numpy as np
+
+    from cnn_core.service import redis_queue
     from cnn_core.service.redis_queue import RedisJobQueue
 
     own_classes.save(workspace, shapes())
-    queue = RedisJobQueue(Settings(redis_url=redis_url))
+    name = own_classes.dataset_name(workspace)
+    # Database 8 has no workers: the runs stay queued, and what they need waits in Redis.
+    queue = RedisJobQueue(Settings(redis_url=redis_url.replace("/0", "/8")))
     try:
-        with pytest.raises(UserError, match="own classes is not available"):
-            queue.submit(_experiment(own_classes.dataset_name(workspace)), owner="own")
+        first = queue.submit(_experiment(name), owner="own")
+        second = queue.submit(_experiment(name), owner="own-too")
+        (key,) = queue.redis.keys(redis_queue.dataset_key("*"))
+        digest = key.decode().rsplit(":", 1)[1]
+        class_names, arrays = redis_queue.dataset_from_bytes(queue.redis.get(key), digest)
+        expected = registry.get(name).arrays()
+        assert class_names == registry.get(name).class_names
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, expected, strict=True))
+        for job in (first, second):
+            job.stop()
     finally:
         queue.shutdown()
