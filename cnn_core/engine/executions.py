@@ -35,6 +35,7 @@ MIN_EXECUTIONS_PER_EPOCH = 20
 WARMUP_EXECUTIONS = 2
 # The logs recorded for every batch (the model is always compiled with accuracy).
 LOG_KEYS = ("loss", "accuracy")
+AUTOGRAPH = False
 
 
 class StepRunner:
@@ -72,8 +73,9 @@ class StepRunner:
             _, arrays = tf.while_loop(lambda index, _: index < count, body, (tf.constant(0), arrays))
             return tuple(array.stack() for array in arrays)
 
-        # `count` is a tensor, so a new execution length needs no new trace.
-        self._run = tf.function(run_steps, reduce_retracing=True)
+        # `count` is a tensor, so a new execution length needs no new trace. The loop is written with
+        # tf.while_loop already; autograph would only re-parse Keras' step (Keras' own loop skips it too).
+        self._run = tf.function(run_steps, reduce_retracing=True, autograph=AUTOGRAPH)
 
     @property
     def at_boundary(self) -> bool:
