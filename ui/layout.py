@@ -18,6 +18,8 @@ CANVAS_COLUMN_PX = canvas.CANVAS_SIZE + 4
 STRETCH_MIN = "16rem"
 # A part with a row of controls in it (the layer editor's rows) needs more before it moves down.
 WIDE_MIN = "22rem"
+# A column of single controls (a select box, a slider) reads well down to this.
+NARROW_MIN = "12rem"
 
 # A keyed container inside a horizontal one sits in a wrapper element: the wrapper is the flex item.
 CSS = f"""
@@ -26,6 +28,8 @@ CSS = f"""
   min-width: min({STRETCH_MIN}, 100%); flex: 1 1 {STRETCH_MIN} !important; }}
 [data-testid="stLayoutWrapper"]:has(> [class*="st-key-layout-wide-"]) {{
   min-width: min({WIDE_MIN}, 100%); flex: 1 1 {WIDE_MIN} !important; }}
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-layout-narrow-"]) {{
+  min-width: min({NARROW_MIN}, 100%); flex: 1 1 {NARROW_MIN} !important; }}
 </style>
 """
 
@@ -37,7 +41,7 @@ def apply() -> None:
 
 def wrapping_row(key: str, widths: list[int | str | None], *, gap: str = "large") -> list:
     """Containers side by side: an int is a fixed width in pixels, None takes a share of the rest
-    ("wide": a share, but at least WIDE_MIN).
+    ("wide": a share, but at least WIDE_MIN; "narrow": at least NARROW_MIN).
 
     A part that no longer fits moves to the next line, so nothing is ever squeezed below its width
     (a stretching part below STRETCH_MIN).
@@ -46,6 +50,7 @@ def wrapping_row(key: str, widths: list[int | str | None], *, gap: str = "large"
     return [
         row.container(key=f"layout-stretch-{key}-{index}") if width is None
         else row.container(key=f"layout-wide-{key}-{index}") if width == "wide"
+        else row.container(key=f"layout-narrow-{key}-{index}") if width == "narrow"
         else row.container(width=width, key=f"layout-fixed-{key}-{index}")
         for index, width in enumerate(widths)
     ]

@@ -14,7 +14,7 @@ import streamlit as st
 from cnn_core.engine import registry, specs
 from cnn_core.engine.specs import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
 from cnn_core.service.settings import Settings
-from ui import errors, own_classes
+from ui import errors, layout, own_classes
 from ui import state as app_state
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -51,7 +51,9 @@ def show(key: str, *, settings: Settings, locked: frozenset[str] = frozenset()) 
     def is_locked(name: str) -> bool:
         return name in locked
 
-    left, middle, right = st.columns(3)
+    # Wrapping, not st.columns(3): at 800 px a third of the width cut the checkboxes' labels ("Stop at a target ac…");
+    # the checkbox column moves below the other two instead.
+    left, middle, right = layout.wrapping_row(f"{key}-settings", ["narrow", "narrow", None], gap="medium")
     # Another learner's own classes are never offered; a deleted set of one's own falls back to the first.
     names = own_classes.choices()
     dataset = left.selectbox(

@@ -129,6 +129,11 @@ def test_the_train_page_keeps_its_buttons_whole(sized_page, width):
     edit = page.get_by_role("button", name="Edit").first
     assert edit.evaluate("b => b.scrollWidth <= b.clientWidth")
     assert visible_box(edit)["width"] >= 40
+    # Before, at 800 px: "Stop at a target ac…" and "Keep the best vali…" in a third of the width.
+    for label in ("Train on a subset", "Stop at a target accuracy", "Keep the best validation epoch"):
+        text = page.locator('[data-testid="stCheckbox"]').filter(has_text=label).locator("p").first
+        assert text.evaluate("p => p.scrollWidth <= p.clientWidth + 1"), label
+    assert widest_overflow(page) == []
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, f"layout-train-{width}")
 
