@@ -22,9 +22,12 @@ in `must_end_at` (the filmstrip's frames, which must show the weights of exactly
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+
+logger = logging.getLogger(__name__)
 
 # One execution's target length: Stop and pause wait at most about this long.
 EXECUTION_SECONDS = 0.1
@@ -48,7 +51,11 @@ class StepRunner:
         if sample is not None:
             # Create the optimizer's slots and the metrics' totals now: a tf.function whose first trace
             # creates variables traces twice, and a trace is most of the wait for the first curve point.
-            model._symbolic_build(data_batch=sample)
+            try:
+                model._symbolic_build(data_batch=sample)  # Keras' own helper; private, so only a head start
+            except Exception:
+                logger.warning("Could not build the optimizer before tracing; the first batch traces twice.",
+                               exc_info=True)
 
         self.steps_per_epoch = steps_per_epoch
         self.seconds = EXECUTION_SECONDS if seconds is None else seconds

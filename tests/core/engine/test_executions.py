@@ -67,6 +67,8 @@ def test_long_executions_report_every_batch_and_train_exactly_the_same(small, ru
     # The runs really differ in execution length: after two one-step calls, 3 steps a call (epoch 1: 1, 1,
     # 19 × 3 and the last step alone, since no execution crosses an epoch's end; epoch 2: 20 × 3).
     assert runners[-1].steps == 3 and runners[-1].executions == 2 + 19 + 1 + 20
+    # One trace for the whole run: the optimizer's slots existed before it (a trace creating them runs twice).
+    assert runners[-1]._run.experimental_get_tracing_count() == 1
     one, several = batches_of(single_events), batches_of(many_events)
     assert [(b.epoch, b.step) for b in several] == [(e, s) for e in (0, 1) for s in range(1, STEPS_PER_EPOCH + 1)]
     assert [b.loss for b in several] == pytest.approx([b.loss for b in one], rel=1e-5)
