@@ -69,6 +69,49 @@ def dataset(name: str) -> datasets.Dataset:
     return datasets.load(name)
 
 
+def test_images(name: str, count: int) -> datasets.Dataset:
+    """The first `count` test images of a dataset and no training images, read once per process.
+
+    For views that look at a model on test images (the embedding map, the health check): in host mode
+    the web server trains nothing, so it never needs the training set in memory.
+    """
+    from cnn_core.engine import registry
+
+    # Keyed by the registry entry too: a learner's own classes registered again are read again.
+    return _test_images(name, count, id(registry.get(name)))
+
+
+@st.cache_resource(show_spinner="Loading test images…", max_entries=4)
+def _test_images(name: str, count: int, entry: int) -> datasets.Dataset:
+    return datasets.load_test(name, count)
+
+
+def test_labels(name: str) -> np.ndarray:
+    """The whole test set's labels, without its images or the training set (a finished run's evaluation)."""
+    from cnn_core.engine import registry
+
+    return _test_labels(name, id(registry.get(name)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_labels(name: str, entry: int) -> np.ndarray:
+    return datasets.load_test_labels(name)
+
+
+def test_pictures(name: str, count: int) -> tuple[str, ...]:
+    """The first `count` test images as small PNG data URLs (the embedding map's hover pictures), once per process."""
+    from cnn_core.engine import registry
+
+    return _test_pictures(name, count, id(registry.get(name)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_pictures(name: str, count: int, entry: int) -> tuple[str, ...]:
+    from ui.components.inside_model import data_url
+
+    return tuple(data_url(image) for image in test_images(name, count).x_test[:count])
+
+
 @st.cache_resource(show_spinner=False)
 def job_queue() -> JobQueue:
     from cnn_core.service import queue as jobs

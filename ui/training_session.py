@@ -42,10 +42,11 @@ def _keep_evaluation(state: AppState, name: str, result: TrainingResult) -> None
     from cnn_core.engine import evaluation
     from ui import loaders
 
-    data = loaders.dataset(result.experiment.training.dataset)
+    dataset = result.experiment.training.dataset
     try:
+        # The labels alone: a host's web server trains nothing and needs no training images in memory.
         state.evaluations[name] = evaluation.from_probabilities(
-            result.test_probabilities, data.y_test, data.class_names
+            result.test_probabilities, loaders.test_labels(dataset), registry.get(dataset).class_names
         )
     except ValueError:
         # More outputs than the dataset has classes: the Evaluate page scores such a model itself.

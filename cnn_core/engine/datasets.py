@@ -49,10 +49,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_arrays(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
+PARTS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_arrays(name: str, data_dir: Path, parts: tuple[str, ...] = PARTS) -> tuple[np.ndarray, ...]:
+    """The dataset's arrays named in `parts`, in that order; a bundled file's other members are never read."""
     info = registry.get(name)
     if info.arrays is not None:
-        return tuple(np.asarray(a) for a in info.arrays())
+        arrays = dict(zip(PARTS, info.arrays(), strict=True))
+        return tuple(np.asarray(arrays[part]) for part in parts)
     filename, expected = info.file, info.sha256
     path = data_dir / filename
     if path.exists():
@@ -63,13 +68,14 @@ def _read_arrays(name: str, data_dir: Path) -> tuple[np.ndarray, ...]:
                 f"restore it with `git checkout -- data/{filename}` or delete it to download it again."
             )
         with np.load(path, allow_pickle=False) as arrays:
-            return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+            return tuple(arrays[part] for part in parts)
     # Fallback for a checkout without the bundled files: the same arrays from Keras (needs internet).
     import keras
 
     loader = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
     (x_train, y_train), (x_test, y_test) = loader.load_data()
-    return x_train, y_train, x_test, y_test
+    arrays = dict(zip(PARTS, (x_train, y_train, x_test, y_test), strict=True))
+    return tuple(arrays[part] for part in parts)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -95,6 +101,31 @@ def load_for_one_run(name: str, train_images: int | None = None, data_dir: Path 
     """
     check_name(name)
     return _prepare(name, *_read_arrays(name, Path(data_dir).resolve()), train_images=train_images)
+
+
+def load_test(name: str, count: int | None = None, data_dir: Path | str = DATA_DIR) -> Dataset:
+    """Only the first `count` test images (None: all) and no training images, read-only.
+
+    For views that look at a model on test images in a web server (the embedding map, the health
+    check): the training set (60,000 images, 188 MB as float32 for MNIST) is never read.
+    """
+    check_name(name)
+    x_test, y_test = _read_arrays(name, Path(data_dir).resolve(), ("x_test", "y_test"))
+    x_test, y_test = np.array(x_test[:count]), np.array(y_test[:count])
+    empty = np.zeros((0, *x_test.shape[1:]), dtype=x_test.dtype)
+    dataset = _prepare(name, empty, y_test[:0], x_test, y_test)
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        array.setflags(write=False)
+    return dataset
+
+
+def load_test_labels(name: str, data_dir: Path | str = DATA_DIR) -> np.ndarray:
+    """The test set's labels (int64, read-only) without reading any image."""
+    check_name(name)
+    (labels,) = _read_arrays(name, Path(data_dir).resolve(), ("y_test",))
+    labels = np.asarray(labels).astype(np.int64)
+    labels.setflags(write=False)
+    return labels
 
 
 @functools.cache

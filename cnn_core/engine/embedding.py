@@ -90,11 +90,14 @@ def separation(points: np.ndarray, labels: np.ndarray) -> float:
 
 def embedding_map(
     model: keras.Model, images: np.ndarray, labels: np.ndarray, *, drawing: np.ndarray | None = None,
-    count: int = MAP_IMAGES,
+    count: int = MAP_IMAGES, batch_size: int = 500,
 ) -> EmbeddingMap:
-    """The map of the first `count` images (N, H, W, 1) and, as a star, the learner's (H, W) drawing."""
+    """The map of the first `count` images (N, H, W, 1) and, as a star, the learner's (H, W) drawing.
+
+    `batch_size` bounds the activations held at once (a web server passes a small one).
+    """
     images, labels = np.asarray(images)[:count], np.asarray(labels)[:count]
-    features = penultimate(model, images)
+    features = penultimate(model, images, batch_size)
     projection = fit_pca(features)
     points = projection(features)
     drawn = None

@@ -59,9 +59,17 @@ class FilmstripStarted:
 
 @dataclass(frozen=True)
 class LayerPicture:
+    """One layer's output for the probe: (H, W, C) for a convolution, (units,) for a hidden dense layer.
+
+    `number` is the layer's place in the model and `activation` its activation's name (both -1 and
+    "" in filmstrips stored before they were recorded).
+    """
+
     name: str
     description: str
     array: np.ndarray  # float16
+    activation: str = ""
+    number: int = -1
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ class Frame:
 
     `filters`: the first convolution's kernels (k, k, in, out), or None for a model without one;
     `maps`: the probe's feature maps (H, W, C) after each convolution; `weight_histograms`: per
-    layer with weights, (name, counts, bin edges) of its kernel values.
+    layer with weights, (name, counts, bin edges) of its kernel values; `units`: the probe's
+    outputs of each hidden dense layer (for the health view's activation histograms).
     """
 
     step: int
@@ -78,6 +87,7 @@ class Frame:
     filters: np.ndarray | None
     maps: tuple[LayerPicture, ...]
     weight_histograms: tuple[tuple[str, np.ndarray, np.ndarray], ...]
+    units: tuple[LayerPicture, ...] = ()
 
 
 class Camera:
@@ -93,34 +103,41 @@ class Camera:
             probe = probe[..., np.newaxis]
         self.probe = probe
         self._input = probe[np.newaxis]
+        numbers = {id(layer): number for number, layer in enumerate(model.layers)}
+        self._number = lambda layer: numbers[id(layer)]
         self._convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        # Hidden dense layers only: the output layer's softmax on the probe is the prediction, not a health sign.
+        self._dense = [layer for layer in model.layers[:-1] if isinstance(layer, keras.layers.Dense)]
         self._weighted = [layer for layer in model.layers if layer.weights]
         self._forward = None
-        if self._convs:
+        if self._convs or self._dense:
             # Shares the training model's variables, so every call sees the current weights.
-            self._forward = keras.Model(model.inputs, [layer.output for layer in self._convs])
+            self._forward = keras.Model(model.inputs, [layer.output for layer in self._convs + self._dense])
 
     def frame(self, step: int) -> Frame:
         from cnn_core.engine.models import describe_keras_layer
 
         filters = None
-        maps: tuple[LayerPicture, ...] = ()
+        pictures: list[LayerPicture] = []
         if self._convs:
             filters = np.asarray(self._convs[0].kernel.numpy(), dtype=np.float16)
+        if self._forward is not None:
             # An eager call: tracing a tf.function for a dozen calls would cost more than it saves.
             outputs = self._forward([self._input], training=False)
             if not isinstance(outputs, list | tuple):
                 outputs = [outputs]
-            maps = tuple(
-                LayerPicture(layer.name, describe_keras_layer(layer), np.asarray(output[0], dtype=np.float16))
-                for layer, output in zip(self._convs, outputs, strict=True)
-            )
+            pictures = [
+                LayerPicture(layer.name, describe_keras_layer(layer), np.asarray(output[0], dtype=np.float16),
+                             getattr(getattr(layer, "activation", None), "__name__", "linear"), self._number(layer))
+                for layer, output in zip(self._convs + self._dense, outputs, strict=True)
+            ]
+        maps, units = tuple(pictures[:len(self._convs)]), tuple(pictures[len(self._convs):])
         histograms = []
         for layer in self._weighted:
             values = np.asarray(layer.weights[0].numpy(), dtype=np.float32).ravel()
             counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
             histograms.append((layer.name, counts.astype(np.int32), edges.astype(np.float32)))
-        return Frame(step, step / self.steps_per_epoch, filters, maps, tuple(histograms))
+        return Frame(step, step / self.steps_per_epoch, filters, maps, tuple(histograms), units)
 
 
 class Filmstrip:
@@ -158,13 +175,15 @@ class Filmstrip:
         if self.probe is not None:
             arrays["probe"] = np.asarray(self.probe, dtype=np.float16)
         for number, frame in enumerate(self.frames):
-            entry = {"step": frame.step, "epochs": frame.epochs, "maps": [], "histograms": []}
+            entry = {"step": frame.step, "epochs": frame.epochs, "maps": [], "histograms": [], "units": []}
             if frame.filters is not None:
                 arrays[f"f{number}_filters"] = frame.filters
             entry["has_filters"] = frame.filters is not None
-            for position, picture in enumerate(frame.maps):
-                arrays[f"f{number}_map{position}"] = picture.array
-                entry["maps"].append([picture.name, picture.description])
+            for kind, pictures in (("map", frame.maps), ("units", frame.units)):
+                for position, picture in enumerate(pictures):
+                    arrays[f"f{number}_{kind}{position}"] = picture.array
+                    entry["maps" if kind == "map" else "units"].append(
+                        [picture.name, picture.description, picture.activation, picture.number])
             for position, (name, counts, edges) in enumerate(frame.weight_histograms):
                 arrays[f"f{number}_hist{position}_counts"] = counts
                 arrays[f"f{number}_hist{position}_edges"] = edges
@@ -185,13 +204,14 @@ class Filmstrip:
             strip.probe = npz["probe"] if "probe" in npz.files else None
             for number, entry in enumerate(index["frames"]):
                 filters = npz[f"f{number}_filters"] if entry["has_filters"] else None
-                maps = tuple(
-                    LayerPicture(name, description, npz[f"f{number}_map{position}"])
-                    for position, (name, description) in enumerate(entry["maps"])
-                )
+                # Filmstrips stored before activations and layer numbers were recorded have two fields a picture.
+                maps, units = (tuple(
+                    LayerPicture(fields[0], fields[1], npz[f"f{number}_{kind}{position}"], *fields[2:4])
+                    for position, fields in enumerate(entry.get(part, []))
+                ) for kind, part in (("map", "maps"), ("units", "units")))
                 histograms = tuple(
                     (name, npz[f"f{number}_hist{position}_counts"], npz[f"f{number}_hist{position}_edges"])
                     for position, name in enumerate(entry["histograms"])
                 )
-                strip._frames.append(Frame(entry["step"], entry["epochs"], filters, maps, histograms))
+                strip._frames.append(Frame(entry["step"], entry["epochs"], filters, maps, histograms, units))
         return strip

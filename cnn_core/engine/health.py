@@ -132,37 +132,171 @@ def _near_ends(values: np.ndarray, activation: str) -> np.ndarray | None:
     return None
 
 
-def diagnose(layers: list[LayerHealth], images: int) -> tuple[str, ...]:
-    """One sentence per problem found, or one sentence saying the network looks healthy."""
+def diagnose(layers: list[LayerHealth], images: int, *, probe: bool = False) -> tuple[str, ...]:
+    """One sentence per problem found, or one sentence saying the network looks healthy.
+
+    `probe`: the layers were seen on the filmstrip's one probe image, not on `images` test images,
+    so the sentences say so and point to the full check.
+    """
+    seen = "the probe image" if probe else f"{images:,} test images"
     sentences = []
     for layer in layers:
         if layer.dead:
             share = len(layer.dead) / layer.units
             cause = (
-                "the learning rate may be too high" if share >= 0.25
+                "if they stay silent on the test set too (Check the network's health), the learning rate may be "
+                "too high" if probe
+                else "the learning rate may be too high" if share >= 0.25
                 else "a few dead ones are common, but many mean the learning rate may be too high"
             )
             sentences.append(
                 f"{len(layer.dead)} of {layer.units} {layer.unit_word} in layer {layer.number} never fire on "
-                f"{images:,} test images: {cause}."
+                f"{seen}: {cause}."
             )
         if layer.saturated:
             sentences.append(
                 f"{len(layer.saturated)} of {layer.units} {layer.unit_word} in layer {layer.number} are stuck at the "
-                f"ends of their {layer.activation} on almost every image, so they hardly learn: try relu or a lower "
-                "learning rate."
+                f"ends of their {layer.activation} on {'the probe image' if probe else 'almost every image'}, so they "
+                "hardly learn: try relu or a lower learning rate."
             )
-        largest = max(abs(float(layer.weight_edges[0])), abs(float(layer.weight_edges[-1])))
-        if largest > LARGE_WEIGHT:
-            sentences.append(
-                f"Some weights in layer {layer.number} have grown to {largest:.1f}: the learning rate may be too high."
-            )
+        if len(layer.weight_edges):
+            largest = max(abs(float(layer.weight_edges[0])), abs(float(layer.weight_edges[-1])))
+            if largest > LARGE_WEIGHT:
+                sentences.append(
+                    f"Some weights in layer {layer.number} have grown to {largest:.1f}: the learning rate may be "
+                    "too high."
+                )
     if not sentences:
+        where = "the probe image" if probe else f"some of the {images:,} test images"
         sentences.append(
-            f"Every filter and unit fires on some of the {images:,} test images and none is saturated: the network "
-            "looks healthy."
+            f"Every filter and unit fires on {where} and none is saturated: the network looks healthy."
+            if not probe else
+            "Most filters fire on the probe image, none is saturated and no weight has grown large: the network "
+            "looks healthy at this point."
         )
     return tuple(sentences)
+
+
+# The filmstrip's health: histograms of every frame on shared bins, and diagnoses at one frame.
+
+FILMSTRIP_BINS = 24
+# Silent on the one probe image counts as a warning only for at least this share of a layer's filters.
+PROBE_DEAD_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class LayerOverTime:
+    """One hidden convolution or dense layer across a filmstrip's frames.
+
+    `weight_shares` and `activation_shares` are (frames, bins): each row is one frame's histogram as
+    shares of its values, on bins shared by every frame (`*_edges`), so rows can be compared.
+    Activations are the probe image's; a layer without them (an old filmstrip's dense layer) has
+    an empty activation array.
+    """
+
+    number: int
+    name: str
+    kind: str
+    activation: str
+    units: int
+    steps: tuple[int, ...]
+    weight_edges: np.ndarray
+    weight_shares: np.ndarray
+    activation_edges: np.ndarray
+    activation_shares: np.ndarray
+
+
+def _shared_edges(low: float, high: float, bins: int) -> np.ndarray:
+    if not np.isfinite(low) or not np.isfinite(high):
+        low, high = 0.0, 1.0
+    if high - low < 1e-6:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1, dtype=np.float64)
+
+
+def _rebin(counts: np.ndarray, edges: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """A frame's own histogram moved onto `shared` bins by its bin centres, as shares."""
+    centres = (np.asarray(edges[:-1], np.float64) + np.asarray(edges[1:], np.float64)) / 2
+    moved, _ = np.histogram(centres, bins=shared, weights=np.asarray(counts, np.float64))
+    total = moved.sum()
+    return moved / total if total else moved
+
+
+def _shares(values: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    counts, _ = np.histogram(np.clip(values, shared[0], shared[-1]), bins=shared)
+    return counts / max(1, counts.sum())
+
+
+def over_filmstrip(frames, bins: int = FILMSTRIP_BINS) -> tuple[LayerOverTime, ...]:
+    """Each hidden layer's weight and probe-activation histograms at every frame, on shared bins."""
+    if not frames:
+        return ()
+    layers = []
+    last = frames[-1]
+    for position, picture in enumerate((*last.maps, *last.units)):
+        kind = "conv2d" if position < len(last.maps) else "dense"
+        pictures = [_picture(frame, picture.name) for frame in frames]
+        histograms = [_weight_histogram(frame, picture.name) for frame in frames]
+        if any(h is None for h in histograms):
+            continue
+        weight_edges = _shared_edges(min(float(h[1][0]) for h in histograms),
+                                     max(float(h[1][-1]) for h in histograms), bins)
+        weight_shares = np.stack([_rebin(counts, edges, weight_edges) for counts, edges in histograms])
+        if any(p is None for p in pictures):
+            activation_edges, activation_shares = np.zeros(0), np.zeros((len(frames), 0))
+        else:
+            values = [np.asarray(p.array, np.float32).ravel() for p in pictures]
+            activation_edges = _shared_edges(min(float(v.min()) for v in values),
+                                             max(float(v.max()) for v in values), bins)
+            activation_shares = np.stack([_shares(v, activation_edges) for v in values])
+        layers.append(LayerOverTime(
+            picture.number, picture.name, kind, picture.activation, int(picture.array.shape[-1]),
+            tuple(frame.step for frame in frames), weight_edges, weight_shares, activation_edges, activation_shares,
+        ))
+    return tuple(layers)
+
+
+def _picture(frame, name: str):
+    return next((p for p in (*frame.maps, *frame.units) if p.name == name), None)
+
+
+def _weight_histogram(frame, name: str):
+    return next(((counts, edges) for layer, counts, edges in frame.weight_histograms if layer == name), None)
+
+
+def at_frame(frame) -> tuple[str, ...]:
+    """The one-sentence diagnoses at one filmstrip frame, from the probe image's activations there.
+
+    Filters silent on the probe (a ReLU convolution's channel at most 0 everywhere; a quarter of a
+    layer's or more, since one image need not contain what every filter looks for), units stuck
+    at the ends of a sigmoid or tanh at most positions, and weights grown large. A hidden dense
+    unit at zero on one image says little, so dense layers are checked for saturation only.
+    """
+    layers = []
+    for position, picture in enumerate((*frame.maps, *frame.units)):
+        conv = position < len(frame.maps)
+        if picture.number < 0:
+            continue  # stored before activations were recorded: nothing to say what the values mean
+        values = np.asarray(picture.array, np.float32)
+        units = values.shape[-1]
+        flat = values.reshape(-1, units)
+        dead: tuple[int, ...] = ()
+        if conv and picture.activation == "relu":
+            dead = tuple(int(i) for i in np.flatnonzero(flat.max(axis=0) <= 0))
+            if len(dead) < PROBE_DEAD_SHARE * units:
+                # A few filters have nothing to say about one image (no such edge in it): not worth a warning.
+                dead = ()
+        near = _near_ends(flat, picture.activation)
+        saturated = () if near is None else tuple(int(i) for i in np.flatnonzero(near.mean(axis=0) > 0.5))
+        histogram = _weight_histogram(frame, picture.name)
+        counts, edges = histogram if histogram is not None else (np.zeros(0), np.zeros(0))
+        layers.append(LayerHealth(
+            picture.number, picture.name, "conv2d" if conv else "dense", picture.activation, units, dead, saturated,
+            counts, edges, np.zeros(0), np.zeros(0),
+        ))
+    if not layers:
+        return ()
+    return diagnose(layers, 1, probe=True)
 
 
 # Validation loss must stay above its best by this share to count as diverging, not noise.

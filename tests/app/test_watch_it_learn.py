@@ -25,6 +25,16 @@ def _rules_at(spec) -> list[float]:
     return found
 
 
+def _x_title(spec) -> str | None:
+    layers = spec.get("layer") or [spec]
+    return layers[0].get("encoding", {}).get("x", {}).get("title")
+
+
+def _rows(spec, layer: int) -> list[dict]:
+    data = spec["layer"][layer]["data"]
+    return data["values"] if "values" in data else spec["datasets"][data["name"]]
+
+
 def test_after_a_run_the_slider_scrubs_the_filmstrip_and_the_curves_follow(open_page):
     at = configure_small_run(open_page("train"), subset=1200, epochs=2)
     at.button(key="train-run-start").click().run()
@@ -44,9 +54,15 @@ def test_after_a_run_the_slider_scrubs_the_filmstrip_and_the_curves_follow(open_
     assert not at.exception
     assert [_rules_at(spec) for spec in _charts(at)[:2]] == [[frames[2].epochs]] * 2
     assert any(f"at {slider.options[2]}" in str(image.proto) for image in at.get("image"))
-    # The frame's weight histograms, one per layer with weights.
-    titles = [spec.get("title") for spec in _charts(at)]
-    assert {"conv2d_1 weights", "conv2d_3 weights", "conv2d_5 weights", "dense_7 weights"} <= set(titles)
+    # Health across the filmstrip: per hidden layer a weight and a probe-activation heatmap, a row per point,
+    # the slider's point outlined; the diagnoses are those at the slider's point.
+    heatmaps = [spec for spec in _charts(at) if _x_title(spec) in ("weight value", "outputs on the probe")]
+    layers = [picture.name for picture in (*frames[2].maps, *frames[2].units)]
+    assert len(heatmaps) == 2 * len(layers) >= 6
+    for spec in heatmaps:
+        assert len({row["step"] for row in _rows(spec, 0)}) == len(frames)
+        assert [row["step"] for row in _rows(spec, 1)] == [f"{frames[2].step:,}"]
+    assert any(alert.value.startswith(f"At step {frames[2].step:,}: ") for alert in (*at.warning, *at.success))
 
     # Stored with the run in the workspace, frame for frame.
     state = app_state(at)

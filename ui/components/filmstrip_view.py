@@ -1,4 +1,4 @@
-"""The filmstrip of a run: a slider over its frames, the first layer's filters and the probe's feature maps.
+"""The filmstrip of a run: a slider over its frames, the first layer's filters, the probe's feature maps and health.
 
 Shown under the curves while a run trains (the live fragment redraws it) and after it ends. The
 slider follows the newest frame until the learner moves it; the curves mark where it stands.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import altair as alt
 import numpy as np
 import streamlit as st
 
@@ -15,6 +16,7 @@ from ui import images
 
 if TYPE_CHECKING:
     from cnn_core.engine.filmstrip import Filmstrip, Frame
+    from cnn_core.engine.health import LayerOverTime
 
 MAX_MAPS = 16
 
@@ -67,19 +69,63 @@ def show_frame(strip: Filmstrip, frame: Frame) -> None:
             k = frame.filters.shape[0]
             st.image(images.png(filter_mosaic(frame.filters)),
                      caption=f"first layer's {frame.filters.shape[-1]} filters ({k}×{k}), at {frame_label(frame)}")
-    if frame.weight_histograms:
-        from ui.components.inside_model import histogram_chart
-
-        with st.expander("Weight histograms at this frame"):
-            columns = st.columns(min(3, len(frame.weight_histograms)))
-            for number, (name, counts, edges) in enumerate(frame.weight_histograms):
-                columns[number % len(columns)].altair_chart(
-                    histogram_chart(counts, edges, f"{name} weights", "#4c72b0"), height=140)
+    show_health(strip, frame)
     for picture in frame.maps:
         count = picture.array.shape[-1]
         shown = min(count, MAX_MAPS)
         st.image(images.png(images.mosaic(picture.array.astype(np.float32), max_channels=MAX_MAPS, columns=8, tile=48)),
                  caption=f"{picture.description}: {shown} of {count} feature maps of the probe image")
+
+
+def heatmap(layer: LayerOverTime, part: str, current: int):
+    """One histogram per filmstrip point as a row (shares as colour), the chosen point outlined."""
+    edges, shares, scheme, what = (
+        (layer.weight_edges, layer.weight_shares, "blues", "weight value") if part == "weights"
+        else (layer.activation_edges, layer.activation_shares, "oranges", "outputs on the probe"))
+    order = [f"{step:,}" for step in layer.steps]
+    rows = [
+        {"step": label, "from": float(low), "to": float(high), "share": float(share)}
+        for label, row in zip(order, shares, strict=True)
+        for low, high, share in zip(edges[:-1], edges[1:], row, strict=True)
+    ]
+    y = alt.Y("step:N", sort=order, title="step", axis=alt.Axis(labelFontSize=10))
+    chart = alt.Chart(alt.Data(values=rows)).mark_rect().encode(
+        x=alt.X("from:Q", bin="binned", title=what), x2="to:Q", y=y,
+        color=alt.Color("share:Q", scale=alt.Scale(type="sqrt", scheme=scheme), legend=None),
+        tooltip=[alt.Tooltip("step:N"), alt.Tooltip("from:Q", format=".3f"), alt.Tooltip("to:Q", format=".3f"),
+                 alt.Tooltip("share:Q", format=".1%", title="share of values")],
+    )
+    marked = [{"step": f"{current:,}", "from": float(edges[0]), "to": float(edges[-1])}]
+    chart += alt.Chart(alt.Data(values=marked)).mark_rect(fill=None, stroke="#111111", strokeWidth=2).encode(
+        x="from:Q", x2="to:Q", y=y)
+    return chart
+
+
+def show_health(strip: Filmstrip, frame: Frame) -> None:
+    """Per layer, how the weight and the probe's activation histograms change over the points; diagnoses here."""
+    from cnn_core.engine import health
+
+    layers = health.over_filmstrip(strip.frames)
+    if not layers:
+        return
+    with st.expander("Health of the network across the filmstrip"):
+        for sentence in health.at_frame(frame):
+            (st.success if sentence.startswith("Most filters") else st.warning)(f"At step {frame.step:,}: {sentence}")
+        st.caption(
+            "Each row is one point of the filmstrip (the outlined one is where the slider is), each cell a range of "
+            "values; the darker, the more of the layer's weights (left) or of its outputs on the probe image "
+            "(right) fall there. Watch the weights spread out as the layer learns, and ReLU outputs pile up at 0 "
+            "when filters die."
+        )
+        for layer in layers:
+            word = "filters" if layer.kind == "conv2d" else "units"
+            label = f"Layer {layer.number}" if layer.number >= 0 else "Layer"
+            st.markdown(f"**{label}** · {layer.name} · {layer.units} {word}, {layer.activation or 'activation unknown'}")
+            weights_col, activations_col = st.columns(2)
+            height = 40 + 13 * len(layer.steps)
+            weights_col.altair_chart(heatmap(layer, "weights", frame.step), height=height)
+            if layer.activation_shares.size:
+                activations_col.altair_chart(heatmap(layer, "activations", frame.step), height=height)
 
 
 def show(strip: Filmstrip, key: str) -> Frame | None:

@@ -1,7 +1,9 @@
 """Inside a trained model: the embedding map (before and after training) and the network's health.
 
 Both pass a few thousand test images through the model (a second or two), so they are drawn on
-request and kept in the session under the model's name, not recomputed on every rerun.
+request and kept in the session under the model's name, not recomputed on every rerun. The images
+are the first `INSIDE_IMAGES` of the test set, read once per server process without the training
+set (`loaders.test_images`), and their hover pictures are made once per process too.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ if TYPE_CHECKING:
     from cnn_core.engine.health import HealthReport
     from cnn_core.service.persistence import ModelBundle
 
-HEALTH_IMAGES = 2000
+# The test images both views use (the embedding map's ~2,000 and the health check's).
+INSIDE_IMAGES = 2000
+HEALTH_IMAGES = INSIDE_IMAGES
+# Images per forward pass: a convolution's outputs for 500 MNIST images are ~40 MB, held by the server's
+# allocator afterwards; 100 at a time costs each visitor a fifth of that, at about the same speed.
+BATCH = 100
 
 
-def _data_url(image: np.ndarray) -> str:
+def data_url(image: np.ndarray) -> str:
     picture = images.enlarge(np.asarray(image, np.float32), 56)
     return "data:image/png;base64," + base64.b64encode(images.png(picture)).decode()
 
@@ -57,21 +64,26 @@ def map_chart(embedding: EmbeddingMap, class_names, title: str, pictures=None):
     return chart
 
 
-def _compute_maps(bundle: ModelBundle, dataset, drawing) -> dict:
+def _compute_maps(bundle: ModelBundle, dataset_name: str, drawing) -> dict:
     from cnn_core.engine import embedding
     from cnn_core.engine.models import build_model
+    from ui import loaders
 
-    x, y = dataset.x_test, dataset.y_test
-    result = {"trained": embedding.embedding_map(bundle.model, x, y, drawing=drawing)}
+    data = loaders.test_images(dataset_name, INSIDE_IMAGES)
+    x, y = data.x_test, data.y_test
+    result = {"trained": embedding.embedding_map(bundle.model, x, y, drawing=drawing, count=INSIDE_IMAGES, batch_size=BATCH)}
     if bundle.experiment is not None:
         # The same seed builds the same initial weights the run started from (the filmstrip's first frame).
         untrained = build_model(bundle.experiment.model, bundle.experiment.training)
-        result["untrained"] = embedding.embedding_map(untrained, x, y, drawing=drawing)
-    result["pictures"] = [_data_url(image) for image in x[: len(result["trained"].points)]]
+        result["untrained"] = embedding.embedding_map(untrained, x, y, drawing=drawing, count=INSIDE_IMAGES,
+                                                      batch_size=BATCH)
     return result
 
 
-def show_embedding(bundle: ModelBundle, dataset, drawing, key: str) -> None:
+def show_embedding(bundle: ModelBundle, dataset_name: str, drawing, key: str) -> None:
+    from cnn_core.engine import registry
+    from ui import loaders
+
     st.caption(
         "Each dot is a test image, placed by what the layer before the classifier makes of it, flattened to 2-D "
         "with PCA (the two directions in which the images differ most). Before training the classes overlap; a "
@@ -83,16 +95,17 @@ def show_embedding(bundle: ModelBundle, dataset, drawing, key: str) -> None:
             return
         with st.spinner("Passing 2,000 test images through the model…"):
             store.clear()  # one model's maps at a time: they hold 2,000 pictures
-            store[bundle.name] = _compute_maps(bundle, dataset, drawing)
+            store[bundle.name] = _compute_maps(bundle, dataset_name, drawing)
     maps = store[bundle.name]
-    names = dataset.class_names
+    names = registry.get(dataset_name).class_names
+    pictures = loaders.test_pictures(dataset_name, len(maps["trained"].points))
     columns = st.columns(2) if "untrained" in maps else [st.container()]
     if "untrained" in maps:
         with columns[0]:
             st.altair_chart(map_chart(maps["untrained"], names, "before training"), height=380)
             st.caption(f"Class separation {maps['untrained'].separation:.2f} (between-class over within-class spread).")
     with columns[-1]:
-        st.altair_chart(map_chart(maps["trained"], names, "after training", maps["pictures"]), height=380)
+        st.altair_chart(map_chart(maps["trained"], names, "after training", pictures), height=380)
         st.caption(f"Class separation {maps['trained'].separation:.2f}.")
     st.caption("PCA only: t-SNE and UMAP would need a library this app does not ship and several seconds per map.")
 
@@ -122,8 +135,9 @@ def show_report(report: HealthReport) -> None:
         )
 
 
-def show_health(bundle: ModelBundle, dataset, key: str) -> None:
+def show_health(bundle: ModelBundle, dataset_name: str, key: str) -> None:
     from cnn_core.engine import health
+    from ui import loaders
 
     store = st.session_state.setdefault("inside-model-health", {})
     if bundle.name not in store:
@@ -132,13 +146,14 @@ def show_health(bundle: ModelBundle, dataset, key: str) -> None:
             return
         with st.spinner("Looking at every layer…"):
             store.clear()
-            store[bundle.name] = health.check(bundle.model, dataset.x_test[:HEALTH_IMAGES])
+            store[bundle.name] = health.check(bundle.model, loaders.test_images(dataset_name, INSIDE_IMAGES).x_test,
+                                              batch_size=BATCH)
     show_report(store[bundle.name])
 
 
-def show(bundle: ModelBundle, dataset, drawing, key: str) -> None:
+def show(bundle: ModelBundle, dataset_name: str, drawing, key: str) -> None:
     map_tab, health_tab = st.tabs(["Embedding map", "Health of the network"])
     with map_tab:
-        show_embedding(bundle, dataset, drawing, key)
+        show_embedding(bundle, dataset_name, drawing, key)
     with health_tab:
-        show_health(bundle, dataset, key)
+        show_health(bundle, dataset_name, key)

@@ -136,7 +136,7 @@ def _next_steps(bundle, key: str) -> None:
         width="stretch",
     )
     st.markdown("**Inside the trained model**")
-    inside_model.show(bundle, loaders.dataset(bundle.experiment.training.dataset), app_state.get().last_drawing, key)
+    inside_model.show(bundle, bundle.experiment.training.dataset, app_state.get().last_drawing, key)
 
 
 def show(key: str, experiment: Experiment | None) -> None:

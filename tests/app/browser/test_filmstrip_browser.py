@@ -25,6 +25,12 @@ def test_the_filmstrip_slider_scrubs_through_a_finished_run(page):
     caption = page.get_by_text(re.compile(r"first layer's 32 filters \(3×3\), at step"))
     assert caption.count() == 1
     before = caption.inner_text()
+    page.get_by_text("Health of the network across the filmstrip").click()
+    wait_until_idle(page)
+    health = page.locator('[data-testid="stExpander"]').filter(has_text="Health of the network across the filmstrip")
+    # Per hidden layer, the weight and the probe-activation heatmaps; the diagnoses at the slider's point.
+    health.locator('[data-testid="stVegaLiteChart"]').nth(5).wait_for(timeout=30_000)
+    assert health.get_by_text(re.compile(r"^At step [\d,]+: ")).count() >= 1
     for width in (1400, 800, 400):
         page.set_viewport_size({"width": width, "height": 1000})
         page.wait_for_timeout(800)

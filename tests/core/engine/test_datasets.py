@@ -78,3 +78,15 @@ def test_a_run_gets_a_private_slice_equal_to_the_shared_arrays():
     np.testing.assert_array_equal(one_run.x_test, shared.x_test)
     assert not np.shares_memory(one_run.x_test, shared.x_test)
     assert len(datasets.load_for_one_run("mnist").x_train) == registry.get("mnist").train_size
+
+
+def test_the_test_slice_reads_no_training_images():
+    import numpy as np
+
+    full = datasets.load("mnist")
+    part = datasets.load_test("mnist", 50)
+    assert part.x_train.shape == (0, 28, 28, 1) and len(part.y_train) == 0
+    assert np.array_equal(part.x_test, full.x_test[:50]) and np.array_equal(part.y_test, full.y_test[:50])
+    assert part.class_names == full.class_names and not part.x_test.flags.writeable
+    labels = datasets.load_test_labels("fashion_mnist")
+    assert np.array_equal(labels, datasets.load("fashion_mnist").y_test) and labels.dtype == np.int64

@@ -72,3 +72,50 @@ def test_overfitting_is_the_epoch_after_which_validation_rises():
     noisy = [_row(0, 0.5, 0.300), _row(1, 0.3, 0.302), _row(2, 0.2, 0.303)]
     assert health.overfitting_epoch(noisy) is None
     assert health.overfitting_epoch([{"epoch": 0, "loss": 0.3, "val_loss": None}]) is None
+
+
+def test_the_filmstrip_health_at_a_frame_names_filters_silent_on_the_probe(images):
+    from cnn_core.engine.filmstrip import Camera, Filmstrip, FilmstripStarted
+
+    model = _model(ModelSpec((Conv2D(8, 3), MaxPool(2), Flatten(), Dense(6, "sigmoid"), Dense(10, "softmax"))))
+    camera = Camera(model, images[0], steps_per_epoch=10)
+    healthy = camera.frame(0)
+    assert [(p.number, p.activation, p.array.shape) for p in healthy.units] == [(4, "sigmoid", (6,))]
+    assert [(p.number, p.activation) for p in healthy.maps] == [(1, "relu")]
+    conv, dense = model.layers[1], model.layers[4]
+    kernel, bias = conv.get_weights()
+    for dead in (2, 5):
+        kernel[..., dead] = -np.abs(kernel[..., dead]) - 0.01
+        bias[dead] = -0.1
+    conv.set_weights([kernel, bias])
+    weights, dense_bias = dense.get_weights()
+    dense.set_weights([weights, dense_bias + 50.0])  # every sigmoid unit pinned at 1
+    sick = camera.frame(10)
+    assert health.at_frame(sick) == (
+        "2 of 8 filters in layer 1 never fire on the probe image: if they stay silent on the test set too (Check "
+        "the network's health), the learning rate may be too high.",
+        "6 of 6 units in layer 4 are stuck at the ends of their sigmoid on the probe image, so they hardly learn: "
+        "try relu or a lower learning rate.",
+    )
+    assert health.at_frame(healthy)[-1].startswith("Most filters fire on the probe image")
+
+    # Across the frames: one row per frame on bins every row shares, and the same after a save and load.
+    strip = Filmstrip()
+    strip(FilmstripStarted(images[0, ..., 0], (0, 10), 10))
+    strip(healthy)
+    strip(sick)
+    strip = Filmstrip.from_bytes(strip.to_bytes())
+    layers = health.over_filmstrip(strip.frames)
+    assert [(layer.number, layer.kind, layer.units, layer.steps) for layer in layers] == [
+        (1, "conv2d", 8, (0, 10)), (4, "dense", 6, (0, 10))]
+    for layer in layers:
+        assert layer.weight_shares.shape == (2, health.FILMSTRIP_BINS)
+        assert np.allclose(layer.weight_shares.sum(axis=1), 1.0)
+        assert np.allclose(layer.activation_shares.sum(axis=1), 1.0)
+    sigmoid = layers[1]
+    # Healthy sigmoid outputs spread over the bins; pinned ones all fall into the last bin.
+    assert sigmoid.activation_shares[1, -1] == 1.0 and sigmoid.activation_shares[0, -1] < 1.0
+    # The shared weight bins span both frames: the second frame's dense weights are the same, its bias moved.
+    conv_values = np.concatenate([np.asarray(f.maps[0].array, np.float32).ravel() for f in strip.frames])
+    assert layers[0].activation_edges[0] == pytest.approx(conv_values.min())
+    assert layers[0].activation_edges[-1] == pytest.approx(conv_values.max())
