@@ -105,7 +105,7 @@ with prediction_slot:
             top = int(np.argmax(probabilities))
             st.metric("The model sees", class_names[top], help="The class with the highest probability.")
             st.markdown(f"**{probabilities[top]:.0%}** sure. Runner-up: "
-                        f"{class_names[int(np.argsort(probabilities)[-2])]} "
+                        f"{plain(class_names[int(np.argsort(probabilities)[-2])])} "
                         f"({float(np.sort(probabilities)[-2]):.0%}).")
 
 with result_col:

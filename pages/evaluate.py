@@ -12,7 +12,7 @@ from ui import state as app_state
 from ui.components import explain_links, model_picker
 from ui.entry import start_page
 from ui.errors import shown_as_error
-from ui.text import class_label
+from ui.text import class_label, plain
 
 start_page()
 
@@ -156,7 +156,7 @@ predicted_class = predicted_col.selectbox("Predicted as", range(len(names)), key
 indices = evaluation.mistakes(result, int(true_class), int(predicted_class))
 kind = "correct answers" if true_class == predicted_class else "mistakes"
 if len(indices) == 0:
-    st.info(f"No test image of {names[true_class]} was classified as {names[predicted_class]}.")
+    st.info(f"No test image of {plain(names[true_class])} was classified as {plain(names[predicted_class])}.")
 else:
     shown = indices[:SHOWN]
     st.caption(f"{len(indices):,} {kind}; the {len(shown)} the model was surest about:")

@@ -72,9 +72,9 @@ seen_col.image(images.png(images.enlarge(image, 168, frame=True)), caption=picke
 with answer_col:
     st.metric("The model says", class_names[top], f"{probabilities[top]:.1%} sure", delta_color="off",
               delta_arrow="off")
-    st.markdown(f"Runner-up: **{class_names[runner_up]}** ({probabilities[runner_up]:.1%}).")
+    st.markdown(f"Runner-up: **{plain(class_names[runner_up])}** ({probabilities[runner_up]:.1%}).")
     if picked.label is not None:
-        st.markdown(f"The test label says **{class_names[picked.label]}**"
+        st.markdown(f"The test label says **{plain(class_names[picked.label])}**"
                     + (": right." if picked.label == top else ": a mistake."))
 
 with shown_as_error():

@@ -72,7 +72,7 @@ if view == "maps":
         seen_col, shapes_col = st.columns([1, 3], gap="large")
         seen_col.image(images.enlarge(picked.image, 168), caption=picked.caption, output_format="PNG")
         if np.all(np.isfinite(probabilities)):
-            seen_col.markdown(f"Prediction: **{class_names[top]}** ({probabilities[top]:.0%})")
+            seen_col.markdown(f"Prediction: **{plain(class_names[top])}** ({probabilities[top]:.0%})")
         else:
             seen_col.warning("This model answers \"not a number\": its training diverged.")
         shapes_col.dataframe(

@@ -162,3 +162,38 @@ def test_an_uploaded_picture_is_decoded_once_and_a_huge_one_never(monkeypatch):
         with pytest.raises(UserError, match="121 megapixels"):
             image_source.decoded_upload("k", bomb, 10_000_000)
     assert len(decoded) == 2
+
+
+def test_class_names_of_ones_own_are_shown_as_typed(open_page, fake_canvas):
+    """A learner names their own classes; `big _cat_` must not turn into an italic "cat" on any page."""
+    from bench.own_classes import drawn_collection
+    from cnn_core.engine import registry
+    from cnn_core.engine.models import build_model
+    from cnn_core.service import own_classes
+    from cnn_core.service.persistence import ModelBundle
+
+    drawn = drawn_collection(6, seed=1)
+    collection = dict(zip(("big _cat_", "small _dog_"), list(drawn.values())[:2], strict=True))
+    spec = ModelSpec((Conv2D(2, 3), MaxPool(2), Flatten(), Dense(2, "softmax")), num_classes=2, name="cats and dogs")
+    names = []
+    try:
+        for page in ("explain", "feature_maps", "evaluate"):
+            at = open_page(page)
+            state = app_state(at)
+            info = own_classes.save(state.workspace, collection)
+            names.append(info.name)
+            assert info.class_names == ("big _cat_", "small _dog_")
+            state.add_model(ModelBundle(build_model(spec), Experiment(spec, TrainingConfig(dataset=info.name)),
+                                        {"test_accuracy": 0.5}, "cats and dogs"))
+            at.run()
+            assert not at.exception, page
+            # What Streamlit renders as Markdown (a metric's value is plain text already).
+            shown = "\n".join(e.value for kind in (at.markdown, at.caption, at.info, at.success, at.warning, at.error)
+                              for e in kind)
+            # Before: "Runner-up: **small _dog_**" and "Prediction: **big _cat_**", as Markdown.
+            assert " _cat_" not in shown and " _dog_" not in shown, (page, shown)
+            if page != "evaluate":  # it names classes in Markdown only for an empty cell
+                assert r"\_cat\_" in shown or r"\_dog\_" in shown, page
+    finally:
+        for name in names:
+            registry.unregister(name)

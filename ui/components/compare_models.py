@@ -30,7 +30,7 @@ def _column(name: str, image: np.ndarray, class_names: Sequence[str], key: str) 
     probabilities = explain_cache.probabilities(name, model, image)
     top = int(np.argmax(probabilities))
     saliency = explain_cache.saliency(name, model, image, top)
-    st.markdown(f"**{plain(app_state.model_title(name))}** says **{class_names[top]}** ({probabilities[top]:.0%})")
+    st.markdown(f"**{plain(app_state.model_title(name))}** says **{plain(class_names[top])}** ({probabilities[top]:.0%})")
     chart_col, map_col = st.columns([3, 2])
     chart_col.vega_lite_chart(
         {"class": list(class_names), "probability": [float(p) for p in probabilities],

@@ -9,6 +9,7 @@ import streamlit as st
 
 from ui import images
 from ui.components import explain_cache
+from ui.text import plain
 
 FOR_RGB = np.array([214, 39, 40], dtype=np.float64)  # argued for the class
 AGAINST_RGB = np.array([31, 119, 180], dtype=np.float64)  # argued against it
@@ -43,7 +44,7 @@ def show(name: str, model, image: np.ndarray, probabilities: np.ndarray, class_n
         occlusion = explain_cache.occlusion(name, model, image, target)
         saliency = explain_cache.saliency(name, model, image, target)
         with column:
-            label = class_names[target]
+            label = plain(class_names[target])  # a class of your own is named by you
             st.markdown(f"**what argued for {label}** ({probabilities[target]:.1%})"
                         + (" · the answer" if target == top else " · the runner-up"))
             left, right = st.columns(2)

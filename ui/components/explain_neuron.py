@@ -134,7 +134,7 @@ def _conv(model, infos, trace, outputs, image: np.ndarray) -> None:
     following = next((info for info in infos if info.index == trace.layer_index + 1), None)
     if following is not None and following.kind == "batchnorm":
         step = explain.neuron_trace(model, image, following.index, trace.row, trace.col, trace.channel)
-        st.markdown(f"then {following.name}, its own step: {step.patch[0]:.4f} × {step.weights[0]:.4f} + "
+        st.markdown(f"then {plain(following.name)}, its own step: {step.patch[0]:.4f} × {step.weights[0]:.4f} + "
                     f"{step.bias:.4f} = **{step.value:.4f}** (open it for where the two numbers come from)")
 
 

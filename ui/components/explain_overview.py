@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from ui import images
+from ui.text import plain
 
 LAYER_KEY = "explain-layer"
 PER_ROW = 6
@@ -54,7 +55,7 @@ def show(infos, outputs: Sequence[np.ndarray | None], probabilities: np.ndarray,
         if last_row:
             with columns[len(row)] if len(row) < PER_ROW else st.container():
                 head = shown[-1] if shown else None
-                lines = [f"{'**' if i == top else ''}{class_names[i]}: {p:.0%}{'**' if i == top else ''}"
+                lines = [f"{'**' if i == top else ''}{plain(class_names[i])}: {p:.0%}{'**' if i == top else ''}"
                          for i, p in sorted(enumerate(probabilities), key=lambda item: -item[1])[:3]]
                 st.markdown("**probabilities**  \n" + "  \n".join(lines))
                 if head is not None and head.explainable:
