@@ -43,6 +43,7 @@ BENCHMARKS = [
     "bench.redis_workers",
     "bench.learner_waits",
     "bench.cold_start",
+    "bench.inside_model_rss",
     "bench.load_test",
     "bench.hostile_inputs",
     "bench.evaluate_fairness",
