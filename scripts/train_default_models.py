@@ -102,7 +102,7 @@ RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(
         Experiment(
             _compact_convnet("default_mnist", (32, 64, 64), 128, 0.3),
-            TrainingConfig(dataset="mnist", optimizer="adam", learning_rate=2e-3, batch_size=128, epochs=10,
+            TrainingConfig(dataset="mnist", optimizer="adam", learning_rate=2e-3, batch_size=128, epochs=8,
                            validation_split=0.0, seed=SEED),
         ),
         drawn_count=120_000,

@@ -118,6 +118,9 @@ def test_default_mnist_model_reads_drawings():
 
     bundle = load_default("mnist")
     assert bundle.metrics["drawn_digit_accuracy"] >= 0.97
+    # Trained on generated handwriting styles (never the check set's seeds): the check set's goal, every style.
+    assert bundle.metrics["style_check_accuracy"] >= 0.97
+    assert min(bundle.metrics["style_check_per_style"].values()) >= 0.95
     images, labels = drawing.drawn_test_digits(100)
     predictions = Predictor(bundle.model).predict_batch(images).argmax(axis=1)
     assert (predictions == labels).mean() >= 0.95
