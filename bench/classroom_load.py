@@ -56,23 +56,26 @@ async def _participant(url: str, code: str, index: int, log: dict) -> None:
     stage = "opening the join link"
     try:
         async with StreamlitClient(url) as client:
-            await client.open("classroom", query=f"join={code}")
+            opened = await client.open("classroom", query=f"join={code}")
+            log["steps"]["open the join link"].append(opened.milliseconds)
             stage = "joining"
             client.fill(NICKNAME, f"P{index:02d}")
             joined = await client.click("Join")
+            log["steps"]["press Join"].append(joined.milliseconds)
             if not joined.shows(f"You are in this class as P{index:02d}"):
                 raise RuntimeError(f"not in the class after Join; the page said {joined.sentences()[-3:]}")
             log["joined"].append(time.monotonic())
             stage = "opening the Train page"
-            await client.open("train")
+            log["steps"]["open the Train page"].append((await client.open("train")).milliseconds)
             stage = "setting the run's size"
             client.set(_key_ending(client, "-use-subset"), "bool_value", True)
-            await client.rerun()
+            sized = (await client.rerun()).milliseconds
             client.set(_key_ending(client, "-subset"), "int_value", 100)
             client.set(_key_ending(client, "-epochs"), "int_value", 1)
-            await client.rerun()
+            log["steps"]["set subset and epochs (2 reruns)"].append(sized + (await client.rerun()).milliseconds)
             stage = "starting the run"
             started = await client.click(_key_ending(client, "-start"))
+            log["steps"]["press Start"].append(started.milliseconds)
             if not client.fragments:
                 raise RuntimeError(f"no live view after Start; the page said {started.sentences()[-3:]}")
             log["queued"].append(time.monotonic())
@@ -80,8 +83,10 @@ async def _participant(url: str, code: str, index: int, log: dict) -> None:
         log["failures"].append(f"P{index:02d} {stage}: {type(exc).__name__}: {exc}"[:300])
 
 
-async def _class(url: str, people: int, refreshes: int, timing_log: Path) -> dict:
-    log: dict = {"joined": [], "queued": [], "failures": []}
+async def _class(url: str, people: int, refreshes: int, timing_log: Path, server) -> dict:
+    steps = ("open the join link", "press Join", "open the Train page", "set subset and epochs (2 reruns)",
+             "press Start")
+    log: dict = {"joined": [], "queued": [], "failures": [], "steps": {step: [] for step in steps}}
     async with StreamlitClient(url) as instructor:
         await instructor.open("classroom")
         created = await instructor.click("Create the class")
@@ -90,12 +95,15 @@ async def _class(url: str, people: int, refreshes: int, timing_log: Path) -> dic
             raise RuntimeError(f"No class was created; the page said {created.sentences()[-3:]}")
         code = found.group(1).decode()
         began = time.monotonic()
+        cpu_began = sum(server.cpu_times()[:2])
         tasks = []
         for index in range(people):
             tasks.append(asyncio.create_task(_participant(url, code, index, log)))
             await asyncio.sleep(0.25)  # A room arrives over ten seconds, not in one instant.
         await asyncio.gather(*tasks)
         ended = time.monotonic()
+        # The web server's own CPU for the joins and the Train page runs (training is in a worker process).
+        server_cpu_s = sum(server.cpu_times()[:2]) - cpu_began
         # The instructor's tab has been open all along; its live view now refreshes on its timer.
         marker = len(timing_log.read_text().splitlines()) if timing_log.exists() else 0
         view = min(instructor.fragments, key=instructor.fragments.get) if instructor.fragments else ""
@@ -112,13 +120,16 @@ async def _class(url: str, people: int, refreshes: int, timing_log: Path) -> dic
     # The view's first table: one row per participant with their current run.
     rows = last.table(0) if last.tables else []
     runs = [str(row.get("current run", "")) for row in rows]
-    return {"log": log, "began": began, "ended": ended, "server_ms": server_ms, "cpu_ms": cpu_ms, "round_trips": round_trips,
+    return {"log": log, "began": began, "ended": ended, "server_ms": server_ms, "cpu_ms": cpu_ms,
+            "round_trips": round_trips, "server_cpu_s": server_cpu_s,
             "shown": len({row.get("nickname") for row in rows}),
             "runs_shown": sum(run != "no run yet" for run in runs),
             "queued_shown": sum(run.startswith("queued") for run in runs)}
 
 
 def run(quick: bool = False, people: int | None = None) -> dict:
+    import psutil
+
     from tests.app.browser.harness import serve_app
 
     people = people or (6 if quick else 40)
@@ -126,7 +137,7 @@ def run(quick: bool = False, people: int | None = None) -> dict:
     timing_log = Path(tempfile.mkdtemp(prefix="bench-class-")) / "timing.jsonl"
     env = {"CNN_MAX_JOBS": "1", "CNN_MAX_QUEUED_JOBS": str(people + 5), "CNN_TIMING_LOG": str(timing_log)}
     with serve_app(env) as app:
-        result = asyncio.run(_class(app.url, people, refreshes, timing_log))
+        result = asyncio.run(_class(app.url, people, refreshes, timing_log, psutil.Process(app.process.pid)))
     log, server_ms, trips = result["log"], result["server_ms"], result["round_trips"]
     if not server_ms:
         raise RuntimeError(f"The class view recorded no server time; failures: {log['failures'][:3]}")
@@ -144,9 +155,13 @@ def run(quick: bool = False, people: int | None = None) -> dict:
         "failures (first 3)": log["failures"][:3],
         "all joined after (s)": round(join_s, 1),
         "all joined and queued after (s)": round(all_s, 1),
+        "web server CPU seconds for all the joins and Train page runs": round(result["server_cpu_s"], 1),
         "participants in the class view": result["shown"],
         "runs in the class view (queued or training or done)": result["runs_shown"],
         "of them waiting (queued)": result["queued_shown"],
+        "participant's step round trip ms (p50/p95)": {
+            step: [round(statistics.median(ms)), round(_percentile(ms, 0.95))]
+            for step, ms in log["steps"].items() if ms},
         "class view refreshes timed": len(server_ms),
         "class view server time ms (p50/p95/max)": [round(p50, 1), round(p95, 1), round(max(server_ms), 1)],
         "class view CPU time of its script thread ms (p50/p95)": [round(cpu50, 1), round(cpu95, 1)],
@@ -155,7 +170,8 @@ def run(quick: bool = False, people: int | None = None) -> dict:
             {"what": f"class of {people}: protocol clients join by the link (nickname + Join)",
              "value": f"{joined} of {people} joined in {join_s:.1f} s",
              "compared_with": f"{queued} of {people} then queued a run from the Train page; "
-                              f"all done after {all_s:.1f} s",
+                              f"all done after {all_s:.1f} s, using {result['server_cpu_s']:.0f} s of the web "
+                              "server's CPU",
              "goal": f"all join and queue within {GOAL_JOIN_S:.0f} s",
              "met": joined == people and queued == people and all_s <= GOAL_JOIN_S},
             {"what": f"class view refresh server time, {result['shown']} participants, "
