@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui import layout
 from ui import state as app_state
 from ui.components import model_picker
 from ui.entry import start_page
@@ -21,17 +22,19 @@ st.markdown(
 card = model_picker.card(state.active_model)
 with st.container(border=True):
     st.markdown("**Active model** — the one the Draw, Feature maps and Evaluate pages use")
-    name_col, data_col, accuracy_col = st.columns([2, 1, 1], vertical_alignment="center")
-    name_col.subheader(plain(card.name), anchor=False)
-    data_col.metric("Dataset", card.dataset_title)
-    accuracy_col.metric("Test accuracy", card.accuracy_text)
+    # A wrapping row of parts as wide as their text: in quarter-width columns at 800 px the metrics read "MNI…".
+    with st.container(horizontal=True, wrap=True, gap="large", vertical_alignment="center", key="home-model"):
+        st.subheader(plain(card.name), anchor=False, width="content")
+        st.metric("Dataset", card.dataset_title, width="content")
+        st.metric("Test accuracy", card.accuracy_text, width="content")
     st.caption(
         "Change it with the model picker on the Draw, Feature maps or Evaluate page; a model you train "
         "on the Train page becomes the active model when it finishes."
     )
 
 st.subheader("Where to start")
-left, middle, right = st.columns(3)
+# Wrapping, not three thirds: at 800 px the links were cut ("Compare rur").
+left, middle, right = layout.wrapping_row("home-start", ["narrow", "narrow", "narrow"], gap="medium")
 with left, st.container(border=True, height="stretch"):
     st.markdown("**1 · See**")
     st.markdown("Draw a digit and watch the model's guess change with every stroke, then look inside it.")

@@ -3,6 +3,7 @@ break drawing, a clickable confusion matrix, and an app that asks nothing of the
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -296,3 +297,25 @@ def test_the_join_link_is_shown_whole(sized_page, width):
     assert link.evaluate("c => c.closest('pre').scrollWidth <= c.closest('pre').clientWidth + 1")
     assert visible_box(link)["right"] <= width
     screenshot(page, f"layout-class-link-{width}")
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_home_page_shows_the_active_models_figures_whole(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/")
+    wait_until_idle(page)
+    values = page.locator('[data-testid="stMetricValue"]')
+    values.nth(1).wait_for()
+    # Before, at 800 px: "MNI…" and "99.5…" in quarter-width columns.
+    dataset, accuracy = (values.nth(i).inner_text().strip() for i in range(2))
+    assert dataset == "MNIST digits" and re.fullmatch(r"\d\d\.\d\d%", accuracy), (dataset, accuracy)
+    for i in range(2):
+        assert values.nth(i).evaluate("v => [v, ...v.querySelectorAll('*')].every("
+                                      "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), i
+    # Before, at 800 px: "Compare rur", "Feature map" in one-third-wide cards.
+    for label in ("Draw a digit", "Feature maps", "Train a CNN", "Evaluate", "Compare runs", "Convolution playground"):
+        link = page.locator('[data-testid="stMain"] [data-testid="stPageLink"]').filter(has_text=label).first
+        assert link.evaluate("l => [...l.querySelectorAll('*')].every("
+                             "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), label
+    assert widest_overflow(page) == []
+    screenshot(page, f"layout-home-{width}")
