@@ -123,6 +123,31 @@ def measure_presets(images: int, epochs: int, keys: list[str] | None = None, qui
     return result
 
 
+def measure_executions(images: int, epochs: int, keys: list[str], rounds: int = 2) -> dict:
+    """The app with one batch per call into TensorFlow (as before engine.executions) vs adaptive executions.
+
+    Interleaved in this process; the same seed trains the same run either way, so only time differs.
+    """
+    from cnn_core.engine import datasets, executions, precision
+
+    chosen = precision.resolve("auto")
+    default = executions.MAX_STEPS
+    result: dict = {}
+    try:
+        for key in keys:
+            experiment = _experiment(key, images, epochs)
+            dataset = datasets.load(experiment.training.dataset)
+            for _ in range(rounds):
+                for name, steps in (("one batch per call", 1), ("adaptive executions", default)):
+                    executions.MAX_STEPS = steps
+                    seconds, accuracy = _app_train(experiment, dataset, chosen)
+                    result.setdefault(f"{key}: {name}: seconds, CPU seconds, accuracy", []).append(
+                        [round(seconds, 2), round(CPU[0], 2), round(accuracy, 4)])
+    finally:
+        executions.MAX_STEPS = default
+    return result
+
+
 # The knobs: each variant trains the quick preset in a fresh process (environment read at import).
 KNOBS = {
     "default (oneDNN on, TensorFlow's threads)": {},
@@ -204,9 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=12_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--knob-worker", action="store_true", help="internal: one knob variant in this process")
+    parser.add_argument("--executions", action="store_true",
+                        help="with --presets: the app with one batch per call vs adaptive executions")
     args = parser.parse_args(argv)
     if args.knob_worker:
         print(json.dumps(_knob_worker(args.images)))
+    elif args.executions:
+        print(json.dumps(measure_executions(args.images, args.epochs, args.presets or ["dense_baseline"]), indent=2))
     elif args.presets:
         print(json.dumps(measure_presets(args.images, args.epochs, args.presets), indent=2, default=str))
     else:
