@@ -89,6 +89,11 @@ WORKER_LOST = "Failed: the worker was lost (its machine or process stopped mid-r
 FORCED_STOP = "The run did not stop within a few seconds and was ended by force; its model is lost."
 REDIS_LOST_RUN = "The training service restarted and lost this run; start it again."
 ABANDONED_QUEUED = "Removed from the queue because this page was closed or stopped responding."
+NOT_STARTED = "Failed: the training service could not start this run (see the worker's log). Start it again."
+# RQ job states in which a run that never began will never begin.
+_DEAD_RQ_STATES = frozenset({"failed", "stopped", "canceled"})
+# A queued run whose RQ job is missing this long after it was queued is lost (its enqueue never happened).
+MISSING_JOB_GRACE_S = 30.0
 ABANDONED_RUNNING = "Stopped because this page was closed or stopped responding."
 # Steering commands, the weights to continue from and an own-classes dataset wait this long at most
 # (a run may sit in the queue a while); a finished run deletes its own keys at once.
@@ -849,6 +854,8 @@ class RedisJobQueue:
 
     def reap(self) -> None:
         """One pass over the active runs: drop, stop or fail those whose owner or worker is gone."""
+        from rq.job import Job
+
         conn = self.redis
         ids = [_text(i) for i in conn.smembers(ACTIVE_KEY)]
         if not ids:
@@ -857,12 +864,16 @@ class RedisJobQueue:
         for run_id in ids:
             pipe.hgetall(run_key(run_id))
             pipe.exists(run_key(run_id, "alive"))
+            # RQ's own view of the job: a job that failed before `run_job` ran (a worker that cannot
+            # import it, a bad payload) leaves the run "queued" forever unless someone looks.
+            pipe.hget(Job.key_for(run_id), "status")
         replies = pipe.execute()
         now = redis_now(conn)
         ttl = self.settings.result_ttl_s
         for index, run_id in enumerate(ids):
-            fields = {_text(k): _text(v) for k, v in replies[2 * index].items()}
-            worker_alive = bool(replies[2 * index + 1])
+            fields = {_text(k): _text(v) for k, v in replies[3 * index].items()}
+            worker_alive = bool(replies[3 * index + 1])
+            rq_status = _text(replies[3 * index + 2])
             if not fields:
                 conn.srem(ACTIVE_KEY, run_id)
                 continue
@@ -873,6 +884,13 @@ class RedisJobQueue:
                               {"state": "abandoned", "error": ABANDONED_QUEUED, "finished_at": repr(now)}):
                     self.rq_queue.remove(run_id)
                     logger.info("Dropped queued run %s: its owner is gone.", run_id)
+            elif state == "queued" and (
+                rq_status in _DEAD_RQ_STATES
+                or (rq_status is None and now - (_float(fields.get("created_at")) or now) > MISSING_JOB_GRACE_S)
+            ):
+                if finish_run(conn, run_id, owner, ("queued",), ttl,
+                              {"state": "failed", "error": NOT_STARTED, "finished_at": repr(now)}):
+                    logger.error("Run %s failed before it started: its RQ job is %s.", run_id, rq_status or "missing")
             elif state == "running":
                 if not worker_alive:
                     if finish_run(conn, run_id, owner, ("running",), ttl,

@@ -313,3 +313,46 @@ def test_a_stop_during_the_test_evaluation_is_not_taken_for_a_stuck_worker(redis
     conn.hdel(run_key("run-testing"), "fit_done_at")
     queue.reap()  # the same run still in its batches would be ended by force (no RQ job here: nothing sent)
     assert conn.hget(run_key("run-testing"), "hard_stop_at") is not None
+
+
+def test_a_run_whose_rq_job_fails_before_it_starts_ends_failed_not_queued_forever(redis_url, tmp_path):
+    # A worker that cannot import `run_job` (old code, a broken install) makes RQ fail the job before
+    # our code runs; the run must not stay "queued" with its owner waiting for ever.
+    import subprocess
+    import sys
+
+    url = redis_url.replace("/0", "/3")
+    queue = _queue(url)
+    job = queue.submit(_experiment(), owner="unlucky")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", url,
+         "--serializer", "rq.serializers.JSONSerializer", redis_queue.QUEUE_NAME],
+        cwd=tmp_path, env=env, timeout=120, check=False, capture_output=True,
+    )
+    deadline = time.monotonic() + 10
+    while job.is_active and time.monotonic() < deadline:
+        job.heartbeat()
+        time.sleep(0.1)
+        job.refresh()
+    assert job.state == "failed"
+    assert job.error == redis_queue.NOT_STARTED
+    queue.shutdown()
+
+
+def test_a_queued_run_whose_rq_job_vanished_ends_failed(redis_url, monkeypatch):
+    from rq.job import Job
+
+    monkeypatch.setattr(redis_queue, "MISSING_JOB_GRACE_S", 0.0)
+    url = redis_url.replace("/0", "/4")
+    queue = _queue(url)
+    job = queue.submit(_experiment(), owner="orphan")
+    queue.rq_queue.remove(job.id)
+    queue.redis.delete(Job.key_for(job.id))
+    deadline = time.monotonic() + 10
+    while job.is_active and time.monotonic() < deadline:
+        job.heartbeat()
+        time.sleep(0.1)
+        job.refresh()
+    assert job.state == "failed" and "could not start" in job.error
+    queue.shutdown()
