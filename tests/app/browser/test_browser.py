@@ -83,7 +83,7 @@ def test_training_shows_live_curves_and_stops(page):
     page.get_by_text("Train on a subset").click()
     wait_until_idle(page)
     images = page.get_by_role("spinbutton", name="Training images")
-    images.fill("3000")
+    images.fill("20000")  # with the multi-batch loop 3,000 × 30 epochs could end before Stop
     images.press("Enter")
     epochs = page.get_by_role("spinbutton", name="Epochs")
     # Long enough that Stop always lands mid-run, however fast the machine trains.

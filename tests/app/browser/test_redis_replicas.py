@@ -67,7 +67,7 @@ def test_a_run_started_on_replica_a_is_stopped_and_kept_through_replica_b(browse
     page.get_by_text("Train on a subset").click()
     wait_until_idle(page)
     images = page.get_by_role("spinbutton", name="Training images")
-    images.fill("3000")
+    images.fill("20000")  # with the multi-batch loop 3,000 × 30 epochs could end before Stop
     images.press("Enter")
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("30")  # long enough that Stop lands mid-run on B
