@@ -1,11 +1,16 @@
-"""Run every benchmark and write BENCHMARKS.md.
+"""Run every benchmark and write its report (bench/out/), from which BENCHMARKS.md is kept.
 
 Each module in BENCHMARKS exposes `run(quick: bool) -> dict`. A result may carry a "summary" list
 of rows {what, value, compared_with, goal, met}; those rows form the goals table at the top of
 the report, and every other scalar is listed in the module's own section.
 
-    python -m bench.run            # full run (~20 min on 2 cores), rewrites BENCHMARKS.md
+    python -m bench.run            # full run (~20 min on 2 cores), writes bench/out/BENCHMARKS.full.md
     python -m bench.run --quick    # smoke run for CI, writes bench/out/BENCHMARKS.quick.md
+    python -m bench.run --only bench.learner_waits   # writes bench/out/bench.learner_waits.md
+
+BENCHMARKS.md itself is written by hand from these reports: it keeps each figure with the command,
+the conditions (load average) and what it means, which a generated table cannot, so no run
+overwrites it.
 """
 
 from __future__ import annotations
@@ -126,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     names = args.only or BENCHMARKS
-    output = args.output or (ROOT / ("bench/out/BENCHMARKS.quick.md" if args.quick else "BENCHMARKS.md"))
+    default_name = "BENCHMARKS.quick.md" if args.quick else "BENCHMARKS.full.md"
+    if args.only:
+        default_name = ("quick." if args.quick else "") + "+".join(args.only) + ".md"
+    output = args.output or (ROOT / "bench" / "out" / default_name)
     command = "make bench-quick" if args.quick else "make bench"
     if args.only:
         command = f"python -m bench.run {'--quick ' if args.quick else ''}--only {' '.join(names)}"
