@@ -51,6 +51,8 @@ def run(quick: bool) -> dict:
     app_accuracy = float((predictor.predict_batch(np.stack(app_path)).argmax(axis=1) == labels).mean())
     naive_accuracy = float((predictor.predict_batch(np.stack(naive)).argmax(axis=1) == labels).mean())
     scan_accuracy = float((predictor.predict_batch(mnist.x_test[:count]).argmax(axis=1) == labels).mean())
+    # The renderer judged without any model: does each drawing keep its digit's loops and strokes?
+    judged = drawing.faithfulness(mnist.x_test[:count], np.stack(app_path))
     return {
         "drawings": count,
         "app path accuracy": round(app_accuracy, 4),
@@ -58,6 +60,14 @@ def run(quick: bool) -> dict:
         "same digits as MNIST scans accuracy": round(scan_accuracy, 4),
         "renders per second": round(count / render_seconds, 1),
         "canvas_to_mnist ms per drawing": round(prepare_seconds / count * 1000, 2),
+        "renderer version": drawing.RENDERER_VERSION,
+        "drawings that lost a loop of their digit": round(float(judged.loop_lost.mean()), 4),
+        "drawings that lost a stroke (over 10% of the ink)": round(float(judged.stroke_lost.mean()), 4),
+        "unfaithful drawings (either)": round(float(judged.unfaithful.mean()), 4),
+        "drawings whose ink pieces or holes changed": round(float(judged.topology_changed.mean()), 4),
+        "unfaithful per digit": {
+            int(d): round(float(judged.unfaithful[labels == d].mean()), 3) for d in range(10) if (labels == d).any()
+        },
         "summary": [
             {
                 "what": f"drawn-digit accuracy, default MNIST model ({count} drawn test digits)",

@@ -314,21 +314,24 @@ def train_default(
     dataset = datasets.load(dataset_name)
     started = time.perf_counter()
     key = np.asarray([recipe.drawn_count, recipe.style_count, experiment.training.seed, STYLE_SEED, int(quick),
-                      experiment.training.train_subset or 0])
+                      experiment.training.train_subset or 0, drawing.RENDERER_VERSION])
     if cache is not None and cache.exists() and np.array_equal(np.load(cache)["key"], key):
         log(f"[{dataset_name}] training images from {cache} (drawn by an earlier run of this recipe)")
         stored = np.load(cache)
         x_train, y_train = stored["x"], stored["y"]
         counts = json.loads(str(stored["counts"]))
+        # The time the drawing took when it was drawn, not the time to read it back.
+        drawing_seconds = float(stored["drawing_seconds"]) if "drawing_seconds" in stored else None
     else:
         x_train, y_train, counts = training_arrays(dataset, recipe, quick=quick, log=log)
+        drawing_seconds = time.perf_counter() - started
         if cache is not None:
-            np.savez(cache, key=key, x=x_train, y=y_train, counts=json.dumps(counts))
-    drawing_seconds = time.perf_counter() - started
+            np.savez(cache, key=key, x=x_train, y=y_train, counts=json.dumps(counts), drawing_seconds=drawing_seconds)
     if draw_only:
         return None
+    fit_started = time.perf_counter()
     model = fit(recipe, x_train, y_train, log=log, precision=precision)
-    train_seconds = time.perf_counter() - started
+    train_seconds = time.perf_counter() - fit_started
     scores = score(model, dataset, quick=quick)
     metrics = {
         "test_accuracy": scores["test_accuracy"],
@@ -339,7 +342,7 @@ def train_default(
         "mirrored": recipe.mirror,
         "params": int(model.count_params()),
         "training_seconds": round(train_seconds, 1),
-        "drawing_seconds": round(drawing_seconds, 1),
+        "drawing_seconds": None if drawing_seconds is None else round(drawing_seconds, 1),
         "learning_rate_schedule": "cosine decay to 0",
         "trained_in": precision,
         "description": recipe.description,

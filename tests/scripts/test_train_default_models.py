@@ -99,3 +99,31 @@ def test_more_drawn_digits_than_training_digits_draws_them_again_differently():
     first = {int(label): image for label, image in zip(labels[:6], images[:6], strict=True)}
     assert all(not np.array_equal(first[int(label)], image) for label, image in zip(labels[6:], images[6:],
                                                                                      strict=True))
+
+
+def test_cached_drawings_keep_their_drawing_time_and_are_redrawn_for_a_new_renderer(tmp_path, monkeypatch):
+    from cnn_core.engine import drawing
+
+    cache = tmp_path / "cache.mnist.npz"
+    script.train_default("mnist", quick=True, cache=cache, draw_only=True)
+    stored = np.load(cache)
+    assert float(stored["drawing_seconds"]) > 0.1  # the quick recipe draws 500 digits and 120 styles
+    assert int(stored["key"][-1]) == drawing.RENDERER_VERSION
+
+    class _Model:
+        def count_params(self):
+            return 1
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drew again although the cache holds this recipe's drawings")
+
+    monkeypatch.setattr(script, "training_arrays", no_drawing)
+    monkeypatch.setattr(script, "fit", lambda *args, **kwargs: _Model())
+    monkeypatch.setattr(script, "score", lambda *args, **kwargs: {"test_accuracy": 0.5, "test_loss": 1.0})
+    _, _, metrics = script.train_default("mnist", quick=True, cache=cache)
+    # The drawing time is the time the drawing took, not the time to read the cache.
+    assert metrics["drawing_seconds"] == round(float(stored["drawing_seconds"]), 1)
+    # Drawings made by another version of the renderer are not reused.
+    monkeypatch.setattr(drawing, "RENDERER_VERSION", drawing.RENDERER_VERSION + 1)
+    with pytest.raises(AssertionError, match="drew again"):
+        script.train_default("mnist", quick=True, cache=cache)
