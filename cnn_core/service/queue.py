@@ -215,9 +215,9 @@ class JobQueue:
         # on their own machine trains one run at a time, and it gets every core, as a thread run would.
         cores = os.cpu_count() or 1
         threads = max(1, cores // settings.max_concurrent_jobs) if settings.host_mode else cores
-        self._pool = _WorkerPool(threads) if settings.job_runner == "process" else None
         # Read once: the CPU does not change, and every run of this server should compute alike.
         self.precision = settings.training_precision
+        self._pool = _WorkerPool(threads, self.precision) if settings.job_runner == "process" else None
 
     # Submitting
 

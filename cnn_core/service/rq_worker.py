@@ -343,6 +343,14 @@ def work(max_jobs: int, threads: int, queue_name: str = rq_keys.QUEUE_NAME, burs
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras  # noqa: F401  (loaded now, not in the first run)
 
+    from cnn_core.service import workers
+
+    try:
+        # TensorFlow's runtime, the run's precision kernels and the bundled images, before the first job.
+        workers._warm_up(settings.training_precision)
+    except Exception:
+        logger.exception("Warming up the worker failed; its first run starts slower.")
+
     conn = rq_keys.connect(settings.redis_url)
     queue = Queue(queue_name, connection=conn, serializer=JSONSerializer)
     worker = _worker_class()([queue], connection=conn, serializer=JSONSerializer)

@@ -89,7 +89,7 @@ def _without_main_module():
 class _Worker:
     """A child process that trains one job at a time until it is told to exit."""
 
-    def __init__(self, context, threads: int):
+    def __init__(self, context, threads: int, precision: str = "float32"):
         self.conn, child_conn = context.Pipe()
         # Steering commands (pause, resume, learning rate) go one way, apart from the event stream.
         child_commands, self.commands = context.Pipe(duplex=False)
@@ -97,7 +97,7 @@ class _Worker:
         # Set once the worker has imported TensorFlow and warmed it up: it would start a run at once.
         self.ready = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, self.stop, threads, child_commands, self.ready),
+            target=_worker_main, args=(child_conn, self.stop, threads, child_commands, self.ready, precision),
             name="cnn-training-worker",
             daemon=True,
         )
@@ -125,10 +125,12 @@ class _Worker:
 class _WorkerPool:
     """Idle worker processes, reused by later jobs so only the first pays TensorFlow's start-up."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, precision: str = "float32"):
         # "spawn", never "fork": a forked copy of a process running TensorFlow threads can deadlock.
         self._context = multiprocessing.get_context("spawn")
         self._threads = threads
+        # Warm up in what the runs compute in: bfloat16 has kernels of its own to initialise.
+        self._precision = precision
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -139,7 +141,7 @@ class _WorkerPool:
                 if worker.process.is_alive():
                     return worker
                 worker.close()
-        return _Worker(self._context, self._threads)
+        return _Worker(self._context, self._threads, self._precision)
 
     def release(self, worker: _Worker) -> None:
         worker.idle_since = time.monotonic()
@@ -150,7 +152,7 @@ class _WorkerPool:
         with self._lock:
             if self._idle:
                 return
-        self.release(_Worker(self._context, self._threads))
+        self.release(_Worker(self._context, self._threads, self._precision))
 
     def close_idle(self, idle_for: float) -> None:
         now = time.monotonic()
@@ -195,7 +197,7 @@ def _steering_thread(commands, control: training.TrainingControl, done: threadin
     return thread
 
 
-def _warm_up() -> None:
+def _warm_up(warm_precision: str = "float32") -> None:
     """Train a tiny model on a few random images, so the first real run finds TensorFlow ready.
 
     The first `fit` in a process initialises TensorFlow's runtime, oneDNN and the function tracing
@@ -212,7 +214,10 @@ def _warm_up() -> None:
     labels = rng.integers(0, 10, 64)
     data = Dataset("warm_up", images, labels, images[:32], labels[:32], tuple(str(digit) for digit in range(10)))
     spec = ModelSpec((Conv2D(4, 3), MaxPool(2), Flatten(), Dense(10, "softmax")), name="warm_up")
-    training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data)
+    training.train(Experiment(spec, TrainingConfig(epochs=1, batch_size=32, validation_split=0.0)), dataset=data,
+                   precision=warm_precision)
+    # The bundled images too: unpacking them was a quarter to half a second of the first point's wait.
+    datasets.keep_bundled()
 
 
 def register_arrays(name: str, class_names: tuple[str, ...], arrays: tuple) -> None:
@@ -230,7 +235,7 @@ def _register_shipped(dataset) -> None:
     register_arrays(dataset.name, dataset.class_names, (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test))
 
 
-def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
+def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_precision: str = "float32") -> None:
     """The worker process: receive (checked experiment, dataset or None, precision, options), train, send the outcome."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -239,7 +244,7 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     try:
-        _warm_up()
+        _warm_up(warm_precision)
     except Exception:
         # Only a head start: a worker that cannot warm up still trains, just slower the first time.
         logger.exception("Warming up worker process %s failed.", os.getpid())

@@ -80,6 +80,23 @@ def test_a_run_gets_a_private_slice_equal_to_the_shared_arrays():
     assert len(datasets.load_for_one_run("mnist").x_train) == registry.get("mnist").train_size
 
 
+def test_a_worker_unpacks_a_bundled_file_once_and_every_run_gets_its_own_writable_copy(monkeypatch):
+    reads = []
+    original = datasets._read_arrays
+    monkeypatch.setattr(datasets, "_read_arrays", lambda name, *a, **k: reads.append(name) or original(name, *a, **k))
+    datasets._bundled_arrays.cache_clear()
+    datasets.keep_bundled()
+    bundled = [name for name in registry.names() if registry.get(name).bundled]
+    assert sorted(reads) == sorted(bundled) == ["fashion_mnist", "mnist"]
+    first = datasets.load_for_one_run("mnist", train_images=100)
+    second = datasets.load_for_one_run("mnist", train_images=200)
+    assert sorted(reads) == ["fashion_mnist", "mnist"]  # no file read for either run
+    assert first.x_train.flags.writeable and not np.shares_memory(first.x_test, second.x_test)
+    first.x_test[:] = 0  # one run scribbling on its copy changes nothing for the next
+    np.testing.assert_array_equal(datasets.load_for_one_run("mnist", 1).x_test, second.x_test)
+    assert second.x_test.max() == 1.0 and len(second.x_train) == 200
+
+
 def test_the_test_slice_reads_no_training_images():
     import numpy as np
 
