@@ -25,7 +25,7 @@ st.caption("How well does the model do on test images it never saw while trainin
 
 name = model_picker.show("eval-model")
 card = model_picker.card(name)
-data = loaders.dataset(card.dataset)
+data = loaders.test_images(card.dataset, None)
 names = data.class_names
 
 default = app_state.default_dataset_of(name)

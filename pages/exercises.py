@@ -62,7 +62,7 @@ if exercise.needs_kernel:
             column.image(images.enlarge(picture, 120, frame=True), caption=caption, output_format="PNG")
             column.image(images.enlarge(ops.conv2d(picture, kernel), 120, signed=True, frame=True),
                          caption=f"its answer (strongest {responses[name]:.2f})", output_format="PNG")
-        digit = loaders.dataset("mnist").x_test[0, ..., 0]
+        digit = loaders.test_images("mnist", 1).x_test[0, ..., 0]
         filtered = ops.conv2d(digit, kernel, padding="same")
         columns[-1].image(images.enlarge(digit, 120), caption="a digit", output_format="PNG")
         columns[-1].image(images.enlarge(filtered, 120, signed=True), caption="filtered", output_format="PNG")

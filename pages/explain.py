@@ -27,7 +27,7 @@ name = model_picker.show("explain-model")
 card = model_picker.card(name)
 with shown_as_error():
     model = loaders.bundle(name).model
-data = loaders.dataset(card.dataset)
+data = loaders.test_images(card.dataset, None)
 class_names = data.class_names
 
 # Links from Draw (?image=drawing) and Evaluate (?test=<index>) choose the image.

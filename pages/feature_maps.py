@@ -4,6 +4,7 @@ and the same channels followed through the layers for several images of one clas
 import numpy as np
 import streamlit as st
 
+from cnn_core.engine import registry
 from cnn_core.engine.activations import conv_filters
 from ui import figures, images, loaders
 from ui import state as app_state
@@ -67,7 +68,7 @@ if view == "maps":
         with st.spinner("Running the image through the network…"):
             layer_maps = extractor.maps(picked.image)
             probabilities = loaders.predictor(name).predict(picked.image)
-        class_names = loaders.dataset(card.dataset).class_names
+        class_names = registry.get(card.dataset).class_names
         top = int(np.argmax(probabilities))
         seen_col, shapes_col = st.columns([1, 3], gap="large")
         seen_col.image(images.enlarge(picked.image, 168), caption=picked.caption, output_format="PNG")
@@ -113,7 +114,7 @@ elif view == "filters":
             figures.show(figures.filter_grid(layer, mode=mode, max_filters=None, columns=16))
 
 else:
-    data = loaders.dataset(card.dataset)
+    data = loaders.test_images(card.dataset, None)
     class_col, channel_col = st.columns(2)
     label = class_col.selectbox("Class", range(len(data.class_names)), key="maps-journey-class",
                                 format_func=lambda i: class_label(data.class_names, i))

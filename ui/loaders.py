@@ -64,49 +64,62 @@ def link_secret() -> bytes:
     return workspace.link_secret(settings())
 
 
-@st.cache_resource(show_spinner="Loading the dataset…")
-def dataset(name: str) -> datasets.Dataset:
-    return datasets.load(name)
+def test_images(name: str, count: int | None) -> datasets.Dataset:
+    """The first `count` test images (None: all) of a dataset and no training images, read once per process.
 
-
-def test_images(name: str, count: int) -> datasets.Dataset:
-    """The first `count` test images of a dataset and no training images, read once per process.
-
-    For views that look at a model on test images (the embedding map, the health check): in host mode
-    the web server trains nothing, so it never needs the training set in memory.
+    For views that look at a model on test images (Evaluate, Explain, Feature maps, the embedding map, the
+    health check): in host mode the web server trains nothing, so it never needs the training set in memory.
+    Keyed by the dataset's registry version too: a learner's own classes, changed and registered again, are
+    read again (see `registry.version`).
     """
     from cnn_core.engine import registry
 
-    # Keyed by the registry entry too: a learner's own classes registered again are read again.
-    return _test_images(name, count, id(registry.get(name)))
+    return _test_images(name, count, registry.version(name))
 
 
-@st.cache_resource(show_spinner="Loading test images…", max_entries=4)
-def _test_images(name: str, count: int, entry: int) -> datasets.Dataset:
+@st.cache_resource(show_spinner="Loading test images…", max_entries=8)
+def _test_images(name: str, count: int | None, version: int) -> datasets.Dataset:
     return datasets.load_test(name, count)
+
+
+def train_images(name: str, count: int) -> datasets.Dataset:
+    """The first `count` training images of a dataset, no test images (samples to look at), once per process."""
+    from cnn_core.engine import registry
+
+    return _train_images(name, count, registry.version(name))
+
+
+@st.cache_resource(show_spinner="Loading training images…", max_entries=4)
+def _train_images(name: str, count: int, version: int) -> datasets.Dataset:
+    return datasets.load_train(name, count)
 
 
 def test_labels(name: str) -> np.ndarray:
     """The whole test set's labels, without its images or the training set (a finished run's evaluation)."""
+    return labels(name, "test")
+
+
+def labels(name: str, part: str) -> np.ndarray:
+    """The labels of a dataset's "train" or "test" part, without any image (class counts), once per process."""
     from cnn_core.engine import registry
 
-    return _test_labels(name, id(registry.get(name)))
+    return _labels(name, part, registry.version(name))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _test_labels(name: str, entry: int) -> np.ndarray:
-    return datasets.load_test_labels(name)
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _labels(name: str, part: str, version: int) -> np.ndarray:
+    return datasets.load_labels(name, part)
 
 
 def test_pictures(name: str, count: int) -> tuple[str, ...]:
     """The first `count` test images as small PNG data URLs (the embedding map's hover pictures), once per process."""
     from cnn_core.engine import registry
 
-    return _test_pictures(name, count, id(registry.get(name)))
+    return _test_pictures(name, count, registry.version(name))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _test_pictures(name: str, count: int, entry: int) -> tuple[str, ...]:
+def _test_pictures(name: str, count: int, version: int) -> tuple[str, ...]:
     from ui.components.inside_model import data_url
 
     return tuple(data_url(image) for image in test_images(name, count).x_test[:count])
@@ -235,19 +248,18 @@ def default_evaluation(dataset_name: str) -> Evaluation:
     from cnn_core.engine.model_cost import keras_model_cost
 
     flops = keras_model_cost(default_bundle(dataset_name).model).flops
-    return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, dataset(dataset_name),
+    return evaluation.evaluate(_default_predictor(dataset_name).predict_batch, test_images(dataset_name, None),
                                batch_size=evaluation.batch_size_for(flops))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
 def class_means(dataset_name: str, split: str) -> np.ndarray:
-    """The mean image of each class of a dataset part, (classes, 28, 28) float32, computed once per process."""
-    data = dataset(dataset_name)
-    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-    means = np.zeros((len(data.class_names), *x.shape[1:3]), dtype=np.float32)
-    for index in range(len(data.class_names)):
-        members = x[y == index, ..., 0]
-        if len(members):
-            means[index] = members.mean(axis=0)
-    means.setflags(write=False)
-    return means
+    """The mean image of each class of a dataset part, (classes, 28, 28) float32, computed once per process and
+    version, without keeping the part's images."""
+    from cnn_core.engine import registry
+
+    return _class_means(dataset_name, split, registry.version(dataset_name))
+
+
+@st.cache_resource(show_spinner="Averaging the images of each class…", max_entries=8)
+def _class_means(dataset_name: str, split: str, version: int) -> np.ndarray:
+    return datasets.class_means(dataset_name, split)

@@ -87,10 +87,18 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def load(name: str, data_dir: Path | str = DATA_DIR) -> Dataset:
-    """Load a dataset once per process; later calls return the same read-only arrays."""
+    """Load a dataset, read-only; a bundled one once per process (later calls return the same arrays).
+
+    A registered dataset (a learner's own classes) is prepared again on every call: it changes with every
+    drawing added, and a cache here would keep every version for the life of the process (`ui.loaders`
+    caches it per version).
+    """
     check_name(name)
+    info = registry.get(name)
+    if not info.bundled:
+        return _read_only(_prepare(name, *_read_arrays(name, Path(data_dir).resolve())))
     # Normalise the folder so load("mnist") and load("mnist", "data/") share one cached copy.
-    return _load_cached(registry.get(name), Path(data_dir).resolve())
+    return _load_cached(info, Path(data_dir).resolve())
 
 
 def load_for_one_run(name: str, train_images: int | None = None, data_dir: Path | str = DATA_DIR) -> Dataset:
@@ -137,29 +145,71 @@ def load_test(name: str, count: int | None = None, data_dir: Path | str = DATA_D
     x_test, y_test = _read_arrays(name, Path(data_dir).resolve(), ("x_test", "y_test"))
     x_test, y_test = np.array(x_test[:count]), np.array(y_test[:count])
     empty = np.zeros((0, *x_test.shape[1:]), dtype=x_test.dtype)
-    dataset = _prepare(name, empty, y_test[:0], x_test, y_test)
-    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
-        array.setflags(write=False)
-    return dataset
+    return _read_only(_prepare(name, empty, y_test[:0], x_test, y_test))
 
 
-def load_test_labels(name: str, data_dir: Path | str = DATA_DIR) -> np.ndarray:
-    """The test set's labels (int64, read-only) without reading any image."""
+def load_train(name: str, count: int, data_dir: Path | str = DATA_DIR) -> Dataset:
+    """Only the first `count` training images and no test images, read-only (samples to look at, not to train on).
+
+    The whole training set is read and let go: only the slice stays in memory.
+    """
     check_name(name)
-    (labels,) = _read_arrays(name, Path(data_dir).resolve(), ("y_test",))
+    x_train, y_train = _read_arrays(name, Path(data_dir).resolve(), ("x_train", "y_train"))
+    x_train, y_train = np.array(x_train[:count]), np.array(y_train[:count])
+    empty = np.zeros((0, *x_train.shape[1:]), dtype=x_train.dtype)
+    return _read_only(_prepare(name, x_train, y_train, empty, y_train[:0]))
+
+
+def load_labels(name: str, part: str = "test", data_dir: Path | str = DATA_DIR) -> np.ndarray:
+    """The labels of one part ("train" or "test"; int64, read-only) without reading any image."""
+    check_name(name)
+    (labels,) = _read_arrays(name, Path(data_dir).resolve(), (f"y_{_part(part)}",))
     labels = np.asarray(labels).astype(np.int64)
     labels.setflags(write=False)
     return labels
 
 
+def load_test_labels(name: str, data_dir: Path | str = DATA_DIR) -> np.ndarray:
+    """The test set's labels (int64, read-only) without reading any image."""
+    return load_labels(name, "test", data_dir)
+
+
+def class_means(name: str, part: str = "train", data_dir: Path | str = DATA_DIR) -> np.ndarray:
+    """The mean image of each class of one part, (classes, 28, 28) float32 in [0, 1], read-only.
+
+    Computed one class at a time from the stored (uint8) images, which are let go afterwards: the
+    60,000 MNIST training images never sit in memory as float32 (188 MB).
+    """
+    check_name(name)
+    x, y = _read_arrays(name, Path(data_dir).resolve(), (f"x_{_part(part)}", f"y_{_part(part)}"))
+    x, y = np.asarray(x).reshape(len(x), *np.shape(x)[1:3]), np.asarray(y)
+    scale = 255.0 if x.dtype == np.uint8 else 1.0  # the pixel scale of `to_unit_float`
+    means = np.zeros((registry.get(name).num_classes, *x.shape[1:3]), dtype=np.float32)
+    for index in range(len(means)):
+        members = x[y == index]
+        if len(members):
+            means[index] = members.mean(axis=0, dtype=np.float64) / scale
+    means.setflags(write=False)
+    return means
+
+
+def _part(part: str) -> str:
+    if part not in ("train", "test"):
+        raise ValueError(f"A dataset part is 'train' or 'test', not {part!r}.")
+    return part
+
+
+def _read_only(dataset: Dataset) -> Dataset:
+    # Shared by every session in the process, so nobody may modify them in place.
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        array.setflags(write=False)
+    return dataset
+
+
 @functools.cache
 def _load_cached(info: registry.DatasetInfo, data_dir: Path) -> Dataset:
     # Keyed by the registry entry itself, so a dataset registered again under its name is read again.
-    dataset = _prepare(info.name, *_read_arrays(info.name, data_dir))
-    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
-        # Shared by every session in the process, so nobody may modify them in place.
-        array.setflags(write=False)
-    return dataset
+    return _read_only(_prepare(info.name, *_read_arrays(info.name, data_dir)))
 
 
 def _prepare(name, x_train, y_train, x_test, y_test, train_images: int | None = None) -> Dataset:

@@ -11,6 +11,7 @@ the same way with `register(DatasetInfo(...))`, giving `arrays` (a function retu
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class DatasetInfo:
 
 _LOCK = threading.Lock()
 _REGISTRY: dict[str, DatasetInfo] = {}
+# name → the number of the register() call that put its entry there (one counter for all names, so a
+# name registered again, even after an unregister, never gets a number it had before).
+_VERSIONS: dict[str, int] = {}
+_REGISTERED = itertools.count(1)
 
 
 def register(info: DatasetInfo) -> DatasetInfo:
@@ -65,6 +70,7 @@ def register(info: DatasetInfo) -> DatasetInfo:
         raise ValueError(f"Dataset {info.name!r} needs at least two classes and some training and test images.")
     with _LOCK:
         _REGISTRY[info.name] = info
+        _VERSIONS[info.name] = next(_REGISTERED)
     return info
 
 
@@ -74,6 +80,18 @@ def unregister(name: str) -> None:
         entry = _REGISTRY.get(name)
         if entry is not None and not entry.bundled:
             del _REGISTRY[name]
+            del _VERSIONS[name]
+
+
+def version(name: object) -> int:
+    """A number that changes whenever `name` is registered again (a learner's classes changed): what a cache of a
+    dataset's arrays is keyed on with its name, so nobody is handed the images of an older version; UserError for
+    an unknown name."""
+    with _LOCK:
+        if isinstance(name, str) and name in _REGISTRY:
+            return _VERSIONS[name]
+    get(name)  # the UserError naming the known datasets
+    return version(name)  # registered meanwhile
 
 
 def names() -> tuple[str, ...]:

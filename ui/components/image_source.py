@@ -80,7 +80,7 @@ def photo_upload(key: str, *, what: str = "one object") -> PickedImage | None:
 
 
 def dataset_image(key: str, dataset_name: str) -> PickedImage:
-    data = loaders.dataset(dataset_name)
+    data = loaders.test_images(dataset_name, None)
     names = data.class_names
     left, right = st.columns(2)
     label = left.selectbox("Class", range(len(names)), format_func=lambda i: class_label(names, i),

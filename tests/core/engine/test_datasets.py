@@ -107,3 +107,37 @@ def test_the_test_slice_reads_no_training_images():
     assert part.class_names == full.class_names and not part.x_test.flags.writeable
     labels = datasets.load_test_labels("fashion_mnist")
     assert np.array_equal(labels, datasets.load("fashion_mnist").y_test) and labels.dtype == np.int64
+
+
+def test_samples_labels_and_class_means_without_the_whole_set():
+    full = datasets.load("mnist")
+    head = datasets.load_train("mnist", 500)
+    assert head.x_train.shape == (500, 28, 28, 1) and head.x_test.shape == (0, 28, 28, 1)
+    assert np.array_equal(head.x_train, full.x_train[:500]) and not head.x_train.flags.writeable
+    labels = datasets.load_labels("mnist", "train")
+    assert np.array_equal(labels, full.y_train) and labels.dtype == np.int64
+    means = datasets.class_means("mnist", "train")
+    assert means.shape == (10, 28, 28) and not means.flags.writeable
+    np.testing.assert_allclose(means[3], full.x_train[full.y_train == 3, ..., 0].mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(datasets.class_means("mnist", "test")[7],
+                               full.x_test[full.y_test == 7, ..., 0].mean(axis=0), atol=1e-4)
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        datasets.load_labels("mnist", "validation")
+
+
+def test_a_registered_dataset_is_read_as_it_is_now():
+    """A learner's classes change with every drawing: `load` may not keep (or hand back) an older version."""
+    def register(size):
+        arrays = (np.full((size, 28, 28), 255, np.uint8), np.arange(size) % 2, np.zeros((2, 28, 28), np.uint8),
+                  np.array([0, 1]))
+        registry.register(registry.DatasetInfo(name="own-now", title="t", class_names=("a", "b"),
+                                               train_size=size, test_size=2, arrays=lambda: arrays))
+
+    try:
+        register(4)
+        assert len(datasets.load("own-now").x_train) == 4
+        register(6)
+        loaded = datasets.load("own-now")
+        assert len(loaded.x_train) == 6 and loaded.x_train.max() == 1.0 and not loaded.x_train.flags.writeable
+    finally:
+        registry.unregister("own-now")
