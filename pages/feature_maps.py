@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnn_core.engine import registry
 from cnn_core.engine.activations import conv_filters
-from ui import figures, images, loaders
+from ui import figures, images, layout, loaders
 from ui import state as app_state
 from ui.components import image_source, model_picker
 from ui.entry import start_page
@@ -16,6 +16,8 @@ from ui.text import class_label, plain
 start_page()
 
 JOURNEY_IMAGES = 4
+# The picture of the image looked at (168 px) and its caption.
+SEEN_PX = 184
 
 state = app_state.get()
 
@@ -58,7 +60,8 @@ view = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, default=
                             key="maps-view")
 
 if view == "maps":
-    picture_col, options_col = st.columns([3, 2], gap="large")
+    # Wrapping rows: at 800 px (sidebar open) side-by-side columns squeezed the inputs and the layer table.
+    picture_col, options_col = layout.wrapping_row("maps-pick", ["wide", "narrow"])
     with picture_col:
         picked = image_source.show("maps-image", dataset_name=card.dataset, allow_drawing=card.dataset == "mnist")
     with options_col:
@@ -70,16 +73,17 @@ if view == "maps":
             probabilities = loaders.predictor(name).predict(picked.image)
         class_names = registry.get(card.dataset).class_names
         top = int(np.argmax(probabilities))
-        seen_col, shapes_col = st.columns([1, 3], gap="large")
+        seen_col, shapes_col = layout.wrapping_row("maps-seen", [SEEN_PX, None])
         seen_col.image(images.enlarge(picked.image, 168), caption=picked.caption, output_format="PNG")
         if np.all(np.isfinite(probabilities)):
             seen_col.markdown(f"Prediction: **{plain(class_names[top])}** ({probabilities[top]:.0%})")
         else:
             seen_col.warning("This model answers \"not a number\": its training diverged.")
-        shapes_col.dataframe(
+        # A static table wraps its cells; a dataframe grid scrolled sideways once the column was narrow.
+        shapes_col.table(
             [{"layer": m.name, "what it does": m.description,
               "output (height × width × channels)": " × ".join(map(str, m.shape))} for m in layer_maps],
-            hide_index=True, width="stretch",
+            hide_index=True,
         )
         st.caption("Each tile is one channel: yellow where it answers strongly, dark blue where it stays quiet "
                    "(one colour scale per layer).")

@@ -98,7 +98,7 @@ def test_a_fashion_model_offers_test_images_instead_of_drawing(open_page, fake_c
 def test_feature_maps_show_every_spatial_layer_with_its_shape(open_page):
     at = open_page("feature_maps")
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     shapes = list(table["output (height × width × channels)"])
     assert shapes[0].startswith("28 × 28 × ")
     assert len(shapes) >= 2

@@ -319,3 +319,28 @@ def test_the_home_page_shows_the_active_models_figures_whole(sized_page, width):
                              "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), label
     assert widest_overflow(page) == []
     screenshot(page, f"layout-home-{width}")
+
+
+def sideways_scrollers(page) -> list[str]:
+    """Elements of the main area that scroll sideways inside the page (a table cut at its right edge, say)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid=stMain] *')]
+            .filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX) && e.clientWidth > 2
+                         && e.scrollWidth > e.clientWidth + 1)
+            .map(e => (e.dataset.testid || e.tagName) + ' ' + e.scrollWidth + '>' + e.clientWidth)
+            .slice(0, 10)"""
+    )
+
+
+@pytest.mark.parametrize("width", [800, 400])
+def test_the_feature_maps_layer_table_fits_without_scrolling_sideways(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/feature_maps")
+    wait_until_idle(page)
+    page.get_by_text("Each tile is one channel", exact=False).first.wait_for()
+    # Before, at 800 px: the layer table was a data grid 478 px wide in a 317 px column, its shapes cut off.
+    assert sideways_scrollers(page) == []
+    assert page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+    assert widest_overflow(page) == []
+    assert page.get_by_text("3 × 3 × 64", exact=True).first.is_visible()
+    screenshot(page, f"layout-feature-maps-{width}")
