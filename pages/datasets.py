@@ -6,7 +6,7 @@ import streamlit as st
 from cnn_core.engine import registry
 from ui import images, loaders, own_classes
 from ui.entry import start_page
-from ui.text import class_label
+from ui.text import class_label, plain
 
 start_page()
 
@@ -29,16 +29,17 @@ BALANCE_CHART = {
 }
 
 st.title("Datasets")
-st.caption(
-    "Both datasets hold 28×28 grey images in 10 classes: 60,000 for training and 10,000 for testing. "
-    "A model only ever learns from what is in here."
-)
+facts = st.empty()
 
 name_col, split_col, class_col = st.columns(3)
 name = name_col.selectbox("Dataset", own_classes.choices(), format_func=registry.title, key="datasets-name")
 split = split_col.radio("Part", ("train", "test"), horizontal=True, key="datasets-split",
                         format_func={"train": "training images", "test": "test images"}.get)
-names = registry.get(name).class_names
+info = registry.get(name)
+names = info.class_names
+# Said after the choice: the learner's own classes have their own classes and sizes.
+facts.caption(f"{plain(info.title)}: 28×28 grey images in {len(names)} classes, {info.train_size:,} for training and "
+              f"{info.test_size:,} for testing. A model only ever learns from what is in here.")
 classes = class_col.multiselect(
     "Show only these classes", range(len(names)), format_func=lambda i: class_label(names, i), key=f"datasets-{name}-classes",
     placeholder="all classes",
