@@ -217,7 +217,8 @@ class JobQueue:
         threads = max(1, cores // settings.max_concurrent_jobs) if settings.host_mode else cores
         # Read once: the CPU does not change, and every run of this server should compute alike.
         self.precision = settings.training_precision
-        self._pool = _WorkerPool(threads, self.precision) if settings.job_runner == "process" else None
+        self._pool = (_WorkerPool(threads, self.precision, settings.worker_nice)
+                      if settings.job_runner == "process" else None)
 
     # Submitting
 

@@ -335,6 +335,10 @@ def work(max_jobs: int, threads: int, queue_name: str = rq_keys.QUEUE_NAME, burs
     settings = _settings()
     if not settings.redis_url:
         raise SystemExit("Set CNN_REDIS_URL (e.g. redis://localhost:6379/0) to the Redis the web server uses.")
+    from cnn_core.service import workers
+
+    # Before TensorFlow starts its threads, so they all inherit it.
+    workers.lower_priority(settings.worker_nice)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -342,8 +346,6 @@ def work(max_jobs: int, threads: int, queue_name: str = rq_keys.QUEUE_NAME, burs
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras  # noqa: F401  (loaded now, not in the first run)
-
-    from cnn_core.service import workers
 
     try:
         # TensorFlow's runtime, the run's precision kernels and the bundled images, before the first job.

@@ -121,6 +121,10 @@ class Settings:
     redis_url: str | None = None
     # TensorFlow threads per RQ worker; None: the machine's cores shared between its workers.
     worker_threads: int | None = None
+    # Training workers (RQ and local) lower their own CPU priority by this much: on a machine that also
+    # serves pages, a click or a stroke then never waits behind a training step; on a worker-only machine
+    # nothing else wants the cores, so training loses nothing. 0 keeps the normal priority.
+    worker_nice: int = 10
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -294,6 +298,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "class_ttl_h": ("CNN_CLASS_TTL_H", _float_parser(0.1, 24 * 30)),
     "redis_url": ("CNN_REDIS_URL", _parse_redis_url),
     "worker_threads": ("CNN_WORKER_THREADS", _int_parser(1, 256)),
+    "worker_nice": ("CNN_WORKER_NICE", _int_parser(0, 19)),
 }
 
 

@@ -89,7 +89,7 @@ def _without_main_module():
 class _Worker:
     """A child process that trains one job at a time until it is told to exit."""
 
-    def __init__(self, context, threads: int, precision: str = "float32"):
+    def __init__(self, context, threads: int, precision: str = "float32", niceness: int = 0):
         self.conn, child_conn = context.Pipe()
         # Steering commands (pause, resume, learning rate) go one way, apart from the event stream.
         child_commands, self.commands = context.Pipe(duplex=False)
@@ -97,7 +97,7 @@ class _Worker:
         # Set once the worker has imported TensorFlow and warmed it up: it would start a run at once.
         self.ready = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, self.stop, threads, child_commands, self.ready, precision),
+            target=_worker_main, args=(child_conn, self.stop, threads, child_commands, self.ready, precision, niceness),
             name="cnn-training-worker",
             daemon=True,
         )
@@ -125,12 +125,13 @@ class _Worker:
 class _WorkerPool:
     """Idle worker processes, reused by later jobs so only the first pays TensorFlow's start-up."""
 
-    def __init__(self, threads: int, precision: str = "float32"):
+    def __init__(self, threads: int, precision: str = "float32", niceness: int = 0):
         # "spawn", never "fork": a forked copy of a process running TensorFlow threads can deadlock.
         self._context = multiprocessing.get_context("spawn")
         self._threads = threads
         # Warm up in what the runs compute in: bfloat16 has kernels of its own to initialise.
         self._precision = precision
+        self._niceness = niceness
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -141,7 +142,7 @@ class _WorkerPool:
                 if worker.process.is_alive():
                     return worker
                 worker.close()
-        return _Worker(self._context, self._threads, self._precision)
+        return _Worker(self._context, self._threads, self._precision, self._niceness)
 
     def release(self, worker: _Worker) -> None:
         worker.idle_since = time.monotonic()
@@ -152,7 +153,7 @@ class _WorkerPool:
         with self._lock:
             if self._idle:
                 return
-        self.release(_Worker(self._context, self._threads, self._precision))
+        self.release(_Worker(self._context, self._threads, self._precision, self._niceness))
 
     def close_idle(self, idle_for: float) -> None:
         now = time.monotonic()
@@ -235,8 +236,28 @@ def _register_shipped(dataset) -> None:
     register_arrays(dataset.name, dataset.class_names, (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test))
 
 
-def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_precision: str = "float32") -> None:
+def lower_priority(niceness: int) -> None:
+    """Make this (training) process yield the CPU to the web server's; best effort, never fatal."""
+    if niceness <= 0 or not hasattr(os, "nice"):
+        return
+    try:
+        # Linux keeps a priority per thread and a new thread copies its creator's; the threads that
+        # already exist (numpy's OpenBLAS pool, started at import) are lowered one by one.
+        tasks = [int(task) for task in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else []
+        target = os.getpriority(os.PRIO_PROCESS, 0) + niceness
+        for task in tasks:
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, task, min(19, target))
+        if not tasks:
+            os.nice(niceness)
+    except OSError:
+        logger.warning("Could not lower the training worker's priority.", exc_info=True)
+
+
+def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_precision: str = "float32",
+                 niceness: int = 0) -> None:
     """The worker process: receive (checked experiment, dataset or None, precision, options), train, send the outcome."""
+    lower_priority(niceness)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

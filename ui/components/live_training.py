@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import altair as alt
 import streamlit as st
 
+from ui import timing
+
 if TYPE_CHECKING:
     from cnn_core.engine.training import ProgressSnapshot
     from cnn_core.service.queue import TrainingJob
@@ -192,6 +194,7 @@ def show(job: TrainingJob, *, key: str) -> None:
 
     @st.fragment(run_every=1)
     def live() -> None:
+        started = timing.start()
         if job.state not in ACTIVE_STATES:
             st.rerun()
         # The heartbeat tells the queue someone is still watching; abandoned jobs get stopped.
@@ -200,5 +203,6 @@ def show(job: TrainingJob, *, key: str) -> None:
         _progress(job, snapshot)
         steering(job, key)
         show_filmstrip_and_curves(job, snapshot, key)
+        timing.record("live view", started)
 
     live()

@@ -511,3 +511,19 @@ def test_an_experiment_checked_against_looser_caps_is_checked_again(make_queue):
     loose = specs.check_experiment(_experiment(), specs.Limits(max_params=10_000))
     with pytest.raises(UserError, match="above the limit of 5,000"):
         queue.submit(loose, owner="alice")
+
+
+def test_a_training_worker_runs_at_a_lower_cpu_priority_than_the_server():
+    import psutil
+
+    pool = workers._WorkerPool(1, "float32", niceness=7)
+    try:
+        pool.prewarm()
+        (worker,) = pool._idle
+        assert worker.ready.wait(timeout=120)
+        # Every thread of the worker, TensorFlow's included, inherits it: they start after the call.
+        niceness = {psutil.Process(worker.pid).nice()} | {
+            psutil.Process(thread.id).nice() for thread in psutil.Process(worker.pid).threads()}
+        assert niceness == {psutil.Process().nice() + 7}
+    finally:
+        pool.close_idle(0)

@@ -356,3 +356,14 @@ def test_a_queued_run_whose_rq_job_vanished_ends_failed(redis_url, monkeypatch):
         job.refresh()
     assert job.state == "failed" and "could not start" in job.error
     queue.shutdown()
+
+
+def test_rq_workers_train_at_the_configured_lower_priority_and_the_supervisor_keeps_its_own(redis_url, workers):
+    import psutil
+
+    # The module's workers run with CNN_WORKER_NICE unset: the default, 10 below the supervisor.
+    supervisor = psutil.Process(workers.pid)
+    children = supervisor.children()
+    assert len(children) == WORKERS
+    for child in children:
+        assert {psutil.Process(t.id).nice() for t in child.threads()} == {supervisor.nice() + 10}
