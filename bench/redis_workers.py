@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from tests.core.service.redis_harness import redis_server, supervised_workers, wait_for_workers
 
@@ -156,6 +159,7 @@ async def _draw_while(url: str, visitors: int, baseline_s: float, drain, samples
     await asyncio.sleep(baseline_s)
     marks["baseline"] = samples[calm:]
     marks["drain"] = time.monotonic()
+    marks["drain_wall"] = time.time()  # the server's timing log stamps wall-clock time
     before = len(samples)
     try:
         drained = await drain()
@@ -240,7 +244,9 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     failures: list[str] = []
     marks: dict[str, float] = {}
     memory: list[tuple[float, float]] = []  # (monotonic time, server RSS MB)
-    with serve_app({"CNN_REDIS_URL": url, "CNN_MAX_QUEUED_JOBS": str(runs + 5)}) as app:
+    timing_log = Path(tempfile.mkdtemp(prefix="cnn-drain-")) / "timing.jsonl"
+    with serve_app({"CNN_REDIS_URL": url, "CNN_MAX_QUEUED_JOBS": str(runs + 5),
+                    "CNN_TIMING_LOG": str(timing_log)}) as app:
         server = psutil.Process(app.process.pid)
         done = threading.Event()
 
@@ -270,10 +276,23 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     # Growth that stops is a cache filling; growth that goes on through the second half is a leak.
     middle = rss_at((marks["drain"] + marks["end"]) / 2)
     peak = max(mb for moment, mb in memory if moment >= marks["drain"])
+    # What the server itself spent per run of the Draw page and per live-view refresh during the drain.
+    server: dict[str, list[tuple[float, float]]] = {}
+    for line in timing_log.read_text().splitlines() if timing_log.exists() else []:
+        entry = json.loads(line)
+        if entry["at"] >= marks["drain_wall"]:
+            server.setdefault(entry["what"], []).append((entry["ms"], entry.get("cpu_ms", float("nan"))))
     return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
+            "server": server,
             "rss_start": start,
             "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end,
             "drain_s": marks["end"] - marks["drain"]}
+
+
+def _server_figures(values: list[tuple[float, float]], p95_of) -> list:
+    wall, cpu = [v[0] for v in values], [v[1] for v in values]
+    return [len(values), round(statistics.median(wall)), round(p95_of(wall)),
+            round(statistics.median(cpu)), round(p95_of(cpu))]
 
 
 def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple[dict, list[dict]]:
@@ -298,6 +317,8 @@ def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple
         "stroke to answer ms during the drain (p50/p95/max)": [round(p50), round(p95), round(max(strokes))],
         "stroke to answer ms before it, same visitors (p50/p95, strokes)": [
             round(statistics.median(calm)) if calm else None, round(calm_p95) if calm else None, len(calm)],
+        **{f"server {what} during the drain: runs, wall ms p50/p95, CPU ms p50/p95": _server_figures(values, p95_of)
+           for what, values in sorted(drawing.get("server", {}).items()) if values},
         "web server RSS MB (warm, drain start, its middle, peak, end)": [
             round(drawing[key]) for key in ("rss_start", "rss_drain", "rss_mid", "rss_peak", "rss_end")],
     }

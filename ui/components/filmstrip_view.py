@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from ui import images
+from ui import charts, images
 
 if TYPE_CHECKING:
     from cnn_core.engine.filmstrip import Filmstrip, Frame
@@ -77,28 +77,38 @@ def show_frame(strip: Filmstrip, frame: Frame) -> None:
                  caption=f"{picture.description}: {shown} of {count} feature maps of the probe image")
 
 
-def heatmap(layer: LayerOverTime, part: str, current: int):
-    """One histogram per filmstrip point as a row (shares as colour), the chosen point outlined."""
-    edges, shares, scheme, what = (
-        (layer.weight_edges, layer.weight_shares, "blues", "weight value") if part == "weights"
-        else (layer.activation_edges, layer.activation_shares, "oranges", "outputs on the probe"))
-    order = [f"{step:,}" for step in layer.steps]
-    rows = [
-        {"step": label, "from": float(low), "to": float(high), "share": float(share)}
-        for label, row in zip(order, shares, strict=True)
+def heatmap_rows(layer: LayerOverTime, part: str) -> list[dict]:
+    """One row per (filmstrip point, histogram bin) of the layer's weights or its outputs on the probe."""
+    edges, shares = (layer.weight_edges, layer.weight_shares) if part == "weights" else (
+        layer.activation_edges, layer.activation_shares)
+    return [
+        {"step": f"{step:,}", "from": float(low), "to": float(high), "share": float(share)}
+        for step, row in zip(layer.steps, shares, strict=True)
         for low, high, share in zip(edges[:-1], edges[1:], row, strict=True)
     ]
-    y = alt.Y("step:N", sort=order, title="step", axis=alt.Axis(labelFontSize=10))
+
+
+def heatmap_chart(rows: list[dict], *, order: tuple[str, ...], part: str, current: str, span: tuple[float, float]):
+    """One histogram per filmstrip point as a row (shares as colour), the point `current` outlined."""
+    scheme, what = ("blues", "weight value") if part == "weights" else ("oranges", "outputs on the probe")
+    y = alt.Y("step:N", sort=list(order), title="step", axis=alt.Axis(labelFontSize=10))
     chart = alt.Chart(alt.Data(values=rows)).mark_rect().encode(
         x=alt.X("from:Q", bin="binned", title=what), x2="to:Q", y=y,
         color=alt.Color("share:Q", scale=alt.Scale(type="sqrt", scheme=scheme), legend=None),
         tooltip=[alt.Tooltip("step:N"), alt.Tooltip("from:Q", format=".3f"), alt.Tooltip("to:Q", format=".3f"),
                  alt.Tooltip("share:Q", format=".1%", title="share of values")],
     )
-    marked = [{"step": f"{current:,}", "from": float(edges[0]), "to": float(edges[-1])}]
+    marked = [{"step": current, "from": span[0], "to": span[1]}]
     chart += alt.Chart(alt.Data(values=marked)).mark_rect(fill=None, stroke="#111111", strokeWidth=2).encode(
         x="from:Q", x2="to:Q", y=y)
     return chart
+
+
+def heatmap(layer: LayerOverTime, part: str, current: int) -> dict:
+    """The Vega-Lite spec of `heatmap_chart` for one layer (its shape cached, see ui.charts)."""
+    edges = layer.weight_edges if part == "weights" else layer.activation_edges
+    return charts.spec(heatmap_chart, heatmap_rows(layer, part), order=tuple(f"{step:,}" for step in layer.steps),
+                       part=part, current=f"{current:,}", span=(float(edges[0]), float(edges[-1])))
 
 
 def show_health(strip: Filmstrip, frame: Frame) -> None:
@@ -123,9 +133,9 @@ def show_health(strip: Filmstrip, frame: Frame) -> None:
             st.markdown(f"**{label}** · {layer.name} · {layer.units} {word}, {layer.activation or 'activation unknown'}")
             weights_col, activations_col = st.columns(2)
             height = 40 + 13 * len(layer.steps)
-            weights_col.altair_chart(heatmap(layer, "weights", frame.step), height=height)
+            weights_col.vega_lite_chart(heatmap(layer, "weights", frame.step), height=height)
             if layer.activation_shares.size:
-                activations_col.altair_chart(heatmap(layer, "activations", frame.step), height=height)
+                activations_col.vega_lite_chart(heatmap(layer, "activations", frame.step), height=height)
 
 
 def show(strip: Filmstrip, key: str) -> Frame | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import streamlit as st
 
-from ui import timing
+from ui import charts, timing
 
 if TYPE_CHECKING:
     from cnn_core.engine.training import ProgressSnapshot
@@ -59,7 +59,7 @@ CURVES = {
 }
 
 
-def curve_chart(rows: list[dict], metric: str, *, position: float | None = None, markers: list[dict] = (),
+def curve_chart(rows: list[dict], metric: str, *, position: float | None = None, markers=(),
                 overfitting: int | None = None):
     """Batch curve as a thin line, epoch values as lines with points, one colour per curve.
 
@@ -77,6 +77,7 @@ def curve_chart(rows: list[dict], metric: str, *, position: float | None = None,
     batches = base.transform_filter(alt.datum.curve == "training (running average)").mark_line(strokeWidth=1.5)
     epochs = base.transform_filter(alt.datum.curve != "training (running average)").mark_line(point=True)
     chart = batches + epochs
+    # Markers come as dicts or, from `show_curves` (whose chart shapes are cached), as tuples of items.
     rules = [dict(marker, kind="marker") for marker in markers]
     if overfitting is not None:
         rules.append({"epochs": overfitting, "label": f"overfitting from epoch {overfitting}", "kind": "overfitting"})
@@ -103,8 +104,9 @@ def show_curves(snapshot: ProgressSnapshot, position: float | None = None) -> No
         with column:
             st.markdown(f"**{metric.capitalize()}**")
             if rows:
-                chart = curve_chart(rows, metric, position=position, markers=snapshot.markers, overfitting=overfitting)
-                st.altair_chart(chart, height=300)
+                markers = tuple(tuple(sorted(marker.items())) for marker in snapshot.markers)
+                st.vega_lite_chart(charts.spec(curve_chart, rows, metric=metric, position=position, markers=markers,
+                                               overfitting=overfitting), height=300)
             else:
                 st.caption("The curve appears after the first batch.")
     if overfitting is not None:
