@@ -74,6 +74,15 @@ def test_render_is_deterministic_per_seed(digits):
     np.testing.assert_array_equal(batch[2], list(drawing.render_digits(digits[0][:3], seed=9))[2])
 
 
+def test_render_digits_thins_in_chunks_without_changing_a_drawing(digits, monkeypatch):
+    whole = list(drawing.render_digits(digits[0][:5], seed=2))
+    monkeypatch.setattr(drawing, "THINNING_CHUNK", 2)
+    for together, chunked in zip(whole, drawing.render_digits(digits[0][:5], seed=2), strict=True):
+        np.testing.assert_array_equal(together, chunked)
+    # One digit drawn alone gets the same centre lines as in a batch.
+    np.testing.assert_array_equal(whole[0], drawing.render_digit(digits[0][0], np.random.default_rng(2)))
+
+
 def test_renders_vary_in_size_and_place(digits):
     heights, centres = [], []
     for canvas in drawing.render_digits(np.repeat(digits[0][:1], 30, axis=0), seed=1):
