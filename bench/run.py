@@ -49,6 +49,7 @@ BENCHMARKS = [
     "bench.learner_waits",
     "bench.cold_start",
     "bench.inside_model_rss",
+    "bench.pages_rss",
     "bench.load_test",
     "bench.hostile_inputs",
     "bench.evaluate_fairness",
