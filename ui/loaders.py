@@ -1,7 +1,8 @@
 """Cached loaders for the read-only things every session shares: settings, data, default models, the queue.
 
-Only read-only objects are cached across sessions here. A session's own models and their
-predictors live in its `AppState`. TensorFlow is imported inside the functions that need it, so
+Only read-only objects are cached across sessions here, and the one bounded cache of learners'
+live models (`model_cache`, keyed by workspace): a session keeps its models' names and
+descriptions, never the Keras models themselves. TensorFlow is imported inside the functions that need it, so
 pages without a model (home, playground, datasets) start without paying for it.
 """
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cnn_core.engine.activations import FeatureExtractor
     from cnn_core.engine.evaluation import Evaluation
     from cnn_core.engine.inference import Predictor
+    from cnn_core.service.model_cache import ModelCache
     from cnn_core.service.persistence import ModelBundle
     from cnn_core.service.queue import JobQueue
     from cnn_core.service.workspace import WorkspaceStore
@@ -191,17 +193,29 @@ def warm_up_default_predictor(dataset_name: str) -> None:
     _warm_up_thread(dataset_name)
 
 
+@st.cache_resource(show_spinner=False)
+def model_cache() -> ModelCache:
+    """Learners' models as live Keras models (with their predictors), shared by every session, bounded."""
+    from cnn_core.service.model_cache import ModelCache
+
+    loaded = settings()
+    return ModelCache(loaded.model_cache_models, int(loaded.model_cache_mb * 2**20))
+
+
+def _own(name: str):
+    """A learner's model's cache entry (loaded again from the workspace if it was pushed out)."""
+    state = app_state.get()
+    if name not in state.models:
+        raise UserError(f"There is no model called {name!r} in this session; pick another one.")
+    return state.models.cached(name)
+
+
 def predictor(name: str) -> Predictor:
-    """The predictor for a model; defaults share one per process, session models keep theirs in the state."""
+    """The predictor for a model; defaults share one per process, learners' models one per cache entry."""
     default = app_state.default_dataset_of(name)
     if default is not None:
         return _default_predictor(default)
-    state = app_state.get()
-    if name not in state.predictors:
-        from cnn_core.engine.inference import Predictor
-
-        state.predictors[name] = Predictor(bundle(name).model)
-    return state.predictors[name]
+    return _own(name).predictor
 
 
 @st.cache_resource(show_spinner=False)
@@ -214,16 +228,11 @@ def _default_extractor(dataset_name: str) -> FeatureExtractor:
 
 
 def feature_extractor(name: str) -> FeatureExtractor:
-    """The feature-map extractor for a model, built once: shared for defaults, per session otherwise."""
+    """The feature-map extractor for a model, built once: shared for defaults, per cache entry otherwise."""
     default = app_state.default_dataset_of(name)
     if default is not None:
         return _default_extractor(default)
-    state = app_state.get()
-    if name not in state.extractors:
-        from cnn_core.engine.activations import FeatureExtractor
-
-        state.extractors[name] = FeatureExtractor(bundle(name).model)
-    return state.extractors[name]
+    return _own(name).extractor
 
 
 # Cached briefly rather than forever: `make models` may write the file while the server runs.

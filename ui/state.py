@@ -28,9 +28,7 @@ from cnn_core.workshop import presets
 from ui.workspace import ModelShelf
 
 if TYPE_CHECKING:
-    from cnn_core.engine.activations import FeatureExtractor
     from cnn_core.engine.evaluation import Evaluation
-    from cnn_core.engine.inference import Predictor
     from cnn_core.service.persistence import ModelBundle
     from cnn_core.service.queue import TrainingJob
 
@@ -95,10 +93,9 @@ class AppState:
     workspace: Workspace = field(default_factory=_memory_workspace)
     # Local mode: models saved by name in this folder are listed too (host mode: None).
     saved_dir: Path | None = None
-    # The learner's own models (workspace and saved ones); the defaults are not copied in here.
+    # The learner's own models (workspace and saved ones); the defaults are not copied in here. Only
+    # names and descriptions: the live Keras models (and predictors) are in `ui.loaders.model_cache()`.
     models: ModelShelf = field(init=False)
-    predictors: dict[str, Predictor] = field(default_factory=dict)
-    extractors: dict[str, FeatureExtractor] = field(default_factory=dict)
     # Cached evaluations per model name, so the Evaluate page does not redo 10 000 predictions.
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     _active_model: str = DEFAULT_MODEL
@@ -308,8 +305,7 @@ class AppState:
     def forget_model(self, name: str) -> None:
         """Delete a model of the learner's (from the workspace, or a saved file) and what was cached for it."""
         self.models.delete(name)
-        for cache in (self.predictors, self.extractors, self.evaluations):
-            cache.pop(name, None)
+        self.evaluations.pop(name, None)
         if self.active_model == name:
             self.active_model = DEFAULT_MODEL
 
@@ -317,9 +313,8 @@ class AppState:
         """Save a workspace model by name (host mode's "Save"); returns the name it got."""
         new_name = wanted if wanted == name else self.unique_model_name(wanted)
         self.models.keep(name, new_name)
-        for cache in (self.predictors, self.extractors, self.evaluations):
-            if name in cache:
-                cache[new_name] = cache.pop(name)
+        if name in self.evaluations:
+            self.evaluations[new_name] = self.evaluations.pop(name)
         if self.active_model == name:
             self.active_model = new_name
         return new_name

@@ -74,10 +74,12 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
         "stopped_reason": result.stopped_reason,
         "precision": result.precision,
     }
+    # A worker's result comes as `.keras` bytes: they go to the workspace as they are, and a Keras
+    # model is built only when a page asks the model cache for it.
     name = state.add_model(ModelBundle(
         model=result.model, experiment=result.experiment, metrics=metrics, name=model_name(result),
         source="trained",
-    ))
+    ), keras_bytes=result.model_bytes)
     _keep_evaluation(state, name, result)
     experiment = result.experiment
     state.add_run(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from cnn_core.engine.errors import UserError
 from cnn_core.service import workspace as ws_store
 from cnn_core.service.workspace import Workspace
 
@@ -74,17 +75,69 @@ def describe(bundle: ModelBundle, *, saved: bool = False) -> dict[str, Any]:
     }
 
 
-class ModelShelf(Mapping):
-    """The learner's models by name (see the module docstring); `shelf[name]` loads one on first use."""
+class StoredBundle:
+    """A learner's model as a `ModelBundle` whose Keras model is not kept here: `.model` asks the
+    process-wide model cache (`cnn_core/service/model_cache.py`) on each use, which loads it from the
+    workspace again after it was pushed out. Holding a StoredBundle (a widget callback's argument,
+    a download's closure) therefore never keeps a model alive."""
 
-    def __init__(self, workspace: Workspace, saved_dir: Path | None = None):
+    def __init__(self, shelf: ModelShelf, name: str, experiment, metrics: dict[str, Any], source: str,
+                 dataset_name: str | None):
+        self._shelf = shelf
+        self.name = name
+        self.experiment = experiment
+        self.metrics = metrics
+        self.source = source
+        self.dataset_name = dataset_name
+
+    @property
+    def model(self):
+        return self._shelf.cached(self.name).model
+
+    @property
+    def dataset(self) -> str:
+        if self.experiment is not None:
+            return self.experiment.training.dataset
+        if self.dataset_name is not None:
+            return self.dataset_name
+        raise ValueError(f"The bundle {self.name!r} does not say which dataset it is for.")
+
+    def as_bundle(self, **changes: Any) -> ModelBundle:
+        """A plain `ModelBundle` holding the live model (to save it), with `changes` applied."""
+        from cnn_core.service.persistence import ModelBundle
+
+        values = {"model": self.model, "experiment": self.experiment, "metrics": self.metrics, "name": self.name,
+                  "source": self.source, "dataset_name": self.dataset_name}
+        return ModelBundle(**{**values, **changes})
+
+
+def _shared_cache():
+    from ui import loaders
+
+    return loaders.model_cache()
+
+
+class ModelShelf(Mapping):
+    """The learner's models by name (see the module docstring); `shelf[name]` is a `StoredBundle`.
+
+    Only descriptions are kept per session; live Keras models are in the process-wide `cache`
+    (by default `ui.loaders.model_cache()`), keyed by workspace id and entry, loaded on use.
+    """
+
+    def __init__(self, workspace: Workspace, saved_dir: Path | None = None, cache=None):
         self.workspace = workspace
         self.saved_dir = None if saved_dir is None else Path(saved_dir)
+        self._cache = cache
         self._infos: dict[str, ModelInfo] = {}
         self._descriptions: dict[str, dict[str, Any]] = {}
-        self._loaded: dict[str, ModelBundle] = {}
         self._seen: tuple | None = None
         self.refresh()
+
+    @property
+    def cache(self):
+        if self._cache is None:
+            self._cache = _shared_cache()
+        return self._cache
 
     # Reading
 
@@ -116,8 +169,8 @@ class ModelShelf(Mapping):
             name = f"{path.stem}{SAVED_SUFFIX}"
             infos[name] = ModelInfo(name, str(description.get("dataset") or "mnist"),
                                     _accuracy(description.get("metrics")), "saved", True, path=path)
+            descriptions[name] = description
         self._infos, self._descriptions = infos, descriptions
-        self._loaded = {name: bundle for name, bundle in self._loaded.items() if name in infos}
 
     def _saved_files(self) -> list[tuple[Path, dict[str, Any]]]:
         if self.saved_dir is None or not self.saved_dir.is_dir():
@@ -132,12 +185,16 @@ class ModelShelf(Mapping):
                 found.append((path, description))
         return found
 
-    def __getitem__(self, name: str) -> ModelBundle:
+    def __getitem__(self, name: str) -> StoredBundle:
         if name not in self._infos:
             raise KeyError(name)
-        if name not in self._loaded:
-            self._loaded[name] = self._load(self._infos[name])
-        return self._loaded[name]
+        info = self._infos[name]
+        description = self._descriptions.get(name, {})
+        from cnn_core.service import persistence
+
+        source = str(description.get("source") or "trained")
+        return StoredBundle(self, name, _experiment(description.get("experiment")), dict(description.get("metrics") or {}),
+                            source if source in persistence.SOURCES else "trained", info.dataset)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._infos)
@@ -148,65 +205,85 @@ class ModelShelf(Mapping):
     def info(self, name: str) -> ModelInfo:
         return self._infos[name]
 
-    def _load(self, info: ModelInfo) -> ModelBundle:
+    def cache_key(self, name: str) -> tuple:
+        """The model cache's key for a model: its workspace and entry (a saved file: its path and version)."""
+        info = self._infos[name]
+        if info.path is not None:
+            try:
+                version = os.stat(info.path).st_mtime_ns
+            except FileNotFoundError:
+                version = None
+            return ("saved", str(info.path), version)
+        return ("workspace", self.workspace.id, info.key)
+
+    def cached(self, name: str):
+        """The live model of `name` (with its Predictor and FeatureExtractor), from the process-wide cache."""
+        if name not in self._infos:
+            raise KeyError(name)
+        info = self._infos[name]
+        return self.cache.get(self.cache_key(name), lambda: self._load(info))
+
+    def _load(self, info: ModelInfo):
         from cnn_core.engine.models import model_from_bytes
-        from cnn_core.engine.specs import Experiment
         from cnn_core.service import persistence
 
         if info.path is not None:
-            bundle = persistence.load_bundle(info.path)
-            bundle.name = info.name
-            return bundle
+            return persistence.load_bundle(info.path).model
         data = self.workspace.model_bytes(info.key)
         if data is None:
-            raise ValueError(f"The model {info.name!r} is no longer in your workspace; pick another one.")
-        description = self._descriptions[info.name]
-        experiment = description.get("experiment")
-        return persistence.ModelBundle(
-            model=model_from_bytes(data),
-            experiment=None if experiment is None else Experiment.from_json(json.dumps(experiment)),
-            metrics=dict(description.get("metrics") or {}), name=info.name,
-            source=info.source if info.source in persistence.SOURCES else "trained", dataset_name=info.dataset,
-        )
+            raise UserError(f"The model {info.name!r} is no longer in your workspace; pick another one.")
+        return model_from_bytes(data)
 
     # Changing
 
     def add(self, bundle: ModelBundle, keras_bytes: bytes | None = None) -> None:
-        """Put a model into the workspace under `bundle.name` (the caller made it unique)."""
+        """Put a model into the workspace under `bundle.name` (the caller made it unique).
+
+        `bundle.model` may be None when `keras_bytes` are given (a result that came from a worker
+        as bytes): no Keras model is built until a page needs one. A live model goes into the cache.
+        """
         if keras_bytes is None:
             from cnn_core.engine.models import model_to_bytes
 
             keras_bytes = model_to_bytes(bundle.model)
         self.workspace.add_model(keras_bytes, describe(bundle))
         self.refresh(force=True)
-        self._loaded[bundle.name] = bundle
+        if bundle.model is not None and bundle.name in self._infos:
+            self.cache.put(self.cache_key(bundle.name), bundle.model)
 
     def keep(self, name: str, new_name: str) -> None:
-        """Mark a workspace model as saved under `new_name`: it stays until deleted."""
+        """Mark a workspace model as saved under `new_name`: it stays until deleted (same entry, same cache key)."""
         info = self._infos[name]
         description = dict(self._descriptions[name], name=new_name, saved=True)
         self.workspace.update_model(info.key, description)
-        bundle = self._loaded.pop(name, None)
         self.refresh(force=True)
-        if bundle is not None:
-            bundle.name = new_name
-            self._loaded[new_name] = bundle
 
     def delete(self, name: str) -> None:
         info = self._infos.get(name)
         if info is None:
             return
+        self.cache.discard(self.cache_key(name))
         if info.path is not None:
             for suffix in (".keras", ".json"):
                 info.path.with_suffix(suffix).unlink(missing_ok=True)
         else:
             self.workspace.delete_model(info.key)
-        self._loaded.pop(name, None)
         self.refresh(force=True)
 
     def temporary(self) -> list[str]:
         """Workspace models not saved by name, oldest first: the ones a newer model may push out."""
         return [name for name, info in self._infos.items() if not info.saved and info.key is not None]
+
+
+def _experiment(value: Any):
+    from cnn_core.engine.specs import Experiment
+
+    if value is None:
+        return None
+    try:
+        return Experiment.from_json(json.dumps(value))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # The workspace of this browser

@@ -216,9 +216,13 @@ def set_learning_rate(optimizer, value: float) -> None:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What a run produced: the trained model, its per-epoch history and its test-set score."""
+    """What a run produced: the trained model, its per-epoch history and its test-set score.
 
-    model: keras.Model
+    A result that came over the wire (an RQ worker's) has `model` None and the `.keras` bytes in
+    `model_bytes`: a web server builds no Keras model until a page needs one (`keras_model()`).
+    """
+
+    model: keras.Model | None
     experiment: Experiment
     history: list[dict[str, Any]]
     test_loss: float
@@ -233,6 +237,15 @@ class TrainingResult:
     test_probabilities: np.ndarray | None = field(default=None, repr=False)
     # The model's parameter count, as `specs.check_experiment` found it.
     params: int | None = None
+    model_bytes: bytes | None = field(default=None, repr=False)
+
+    def keras_model(self) -> keras.Model:
+        """The trained model: `model`, or built from `model_bytes` (the safe `.keras` path) on each call."""
+        if self.model is not None:
+            return self.model
+        from cnn_core.engine.models import model_from_bytes
+
+        return model_from_bytes(self.model_bytes)
 
 
 class TrainingDiverged(UserError):

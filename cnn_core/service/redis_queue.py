@@ -727,8 +727,11 @@ class RedisJobQueue:
         self._ensure_reaper()
 
     def take_result(self, job: RedisTrainingJob) -> TrainingResult | None:
-        """The finished model, handed once and only to the owner the run belongs to."""
-        from cnn_core.engine.models import model_from_bytes
+        """The finished run, handed once and only to the owner the run belongs to.
+
+        The model comes as its `.keras` bytes (`result.model_bytes`, `model` None): the web tier keeps
+        them in the workspace and builds a Keras model only when a page needs one (issue #14).
+        """
         from cnn_core.engine.training import TrainingResult
 
         try:
@@ -746,7 +749,8 @@ class RedisJobQueue:
             return None
         meta = json.loads(fields["result"])
         return TrainingResult(
-            model=model_from_bytes(data),
+            model=None,
+            model_bytes=data,
             experiment=Experiment.from_json(fields["experiment"]),
             history=meta["history"],
             test_loss=meta["test_loss"],

@@ -58,6 +58,9 @@ variable                    meaning                                             
                             ``rediss://host:6380/0``
 ``CNN_WORKER_THREADS``      TensorFlow threads of one RQ worker                 cores ÷       cores ÷
                                                                                 workers       workers
+``CNN_MODEL_CACHE_MODELS``  learners' models one web process keeps loaded,      12            12
+                            shared by all its sessions (model_cache.py)
+``CNN_MODEL_CACHE_MB``      weight budget of those models, MiB                  256           256
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -125,6 +128,10 @@ class Settings:
     # serves pages, a click or a stroke then never waits behind a training step; on a worker-only machine
     # nothing else wants the cores, so training loses nothing. 0 keeps the normal priority.
     worker_nice: int = 10
+    # Learners' models kept live (as Keras models) by a web process, shared by all its sessions, and
+    # their weights' budget (cnn_core/service/model_cache.py); the rest are reloaded from the workspace.
+    model_cache_models: int = 12
+    model_cache_mb: float = 256.0
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -299,6 +306,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "redis_url": ("CNN_REDIS_URL", _parse_redis_url),
     "worker_threads": ("CNN_WORKER_THREADS", _int_parser(1, 256)),
     "worker_nice": ("CNN_WORKER_NICE", _int_parser(0, 19)),
+    "model_cache_models": ("CNN_MODEL_CACHE_MODELS", _int_parser(1, 10_000)),
+    "model_cache_mb": ("CNN_MODEL_CACHE_MB", _float_parser(1, 1_000_000)),
 }
 
 

@@ -46,8 +46,7 @@ def _save(name: str, key: str) -> None:
             # A shared server keeps the model in the learner's own workspace, never in a shared folder.
             saved = state.keep_model(name, wanted)
         else:
-            path = persistence.save_bundle(dataclasses.replace(state.models[name], name=wanted),
-                                           loaders.settings().models_dir)
+            path = persistence.save_bundle(state.models[name].as_bundle(name=wanted), loaders.settings().models_dir)
             state.models.refresh(force=True)
             saved = f"{path.stem}{workspace.SAVED_SUFFIX}"
     except Exception as error:

@@ -83,7 +83,9 @@ def test_a_run_trains_on_a_worker_and_only_its_owner_gets_the_model(redis_url, w
     stranger = redis_queue.RedisTrainingJob(job.id, "mallory", queue)
     assert queue.take_result(stranger) is None
     result = job.take_result()
-    assert result is not None and result.model.count_params() == specs.count_params(_experiment().model) == 6_810
+    # The model comes as its .keras bytes: the web tier builds no Keras model until a page needs one.
+    assert result is not None and result.model is None and result.model_bytes.startswith(b"PK")
+    assert result.keras_model().count_params() == specs.count_params(_experiment().model) == 6_810
     assert result.experiment == _experiment() and result.stopped_reason == "completed"
     assert 0.0 <= result.test_accuracy <= 1.0
     assert job.take_result() is None  # handed once
@@ -161,7 +163,7 @@ def test_stop_ends_the_run_within_a_batch_and_keeps_its_weights(redis_url, worke
     assert 0 <= latency < 2.0
     assert b"hard_stop_at" not in fields
     result = job.take_result()
-    assert result.stopped_reason == "stopped" and result.model is not None
+    assert result.stopped_reason == "stopped" and result.keras_model() is not None
     assert "Stopped during epoch 1" in result.message
 
 

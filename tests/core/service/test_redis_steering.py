@@ -156,7 +156,7 @@ def test_filmstrip_frames_arrive_and_continue_training_starts_from_the_given_wei
     # A reloaded page replays the same frames from the stream.
     (replayed,) = _queue(redis_url).jobs_for("watcher")
     assert [frame.step for frame in replayed.filmstrip.frames] == [frame.step for frame in frames]
-    model = first.take_result().model
+    model = first.take_result().keras_model()
     trained = model.layers[1].get_weights()[0]
     # The last frame shows the finished model's filters.
     assert np.array_equal(frames[-1].filters, trained.astype(np.float16))
@@ -209,7 +209,7 @@ def test_own_classes_travel_once_and_train_on_a_worker(redis_url, workers):
         _wait(second)
         assert (first.state, second.state) == ("finished", "finished"), (first.error, second.error)
         result = first.take_result()
-        assert result.model.output_shape == (None, 3)
+        assert result.keras_model().output_shape == (None, 3)
         assert result.test_accuracy > 0.6
     finally:
         registry.unregister(info.name)
