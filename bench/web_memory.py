@@ -107,6 +107,8 @@ def replay(conn, template_id: str, run_id: str, spread_s: float = 0.0) -> None:
         conn.xadd(keys.run_key(run_id, "events"), entry)
         if spread_s:
             time.sleep(spread_s / len(entries))
+    for entry in conn.lrange(keys.run_key(template_id, "frames"), 0, -1):  # the filmstrip, since issue #14
+        conn.rpush(keys.run_key(run_id, "frames"), entry)
     conn.set(keys.run_key(run_id, "model"), conn.get(keys.run_key(template_id, "model")), ex=3600)
     keys.finish_run(conn, run_id, owner, ("running",), 3600,
                     {"state": "finished", "result": fields["result"], "finished_at": repr(keys.redis_now(conn))})

@@ -10,8 +10,10 @@ key (prefix ``cnn:``)              what
 =================================  =========================================================================
 ``run:<id>``                       hash: owner, state, experiment JSON, times, error, result metadata
 ``run:<id>:events``                stream of the run's events (capped): TrainStarted, BatchEnded, EpochEnded,
-                                   Paused, Resumed, LearningRateChanged, TrainFinished as JSON; the
-                                   filmstrip's FilmstripStarted and Frames as the Filmstrip's own npz bytes
+                                   Paused, Resumed, LearningRateChanged, TrainFinished as JSON
+``run:<id>:frames``                list of the filmstrip's FilmstripStarted and Frames (``kind:`` + the
+                                   Filmstrip's own npz bytes), outside the capped stream so a long run's
+                                   replay keeps frame 0; bounded by MAX_FILMSTRIP_BYTES instead
 ``run:<id>:model``                 the finished ``.keras`` bytes (size-capped, TTL ``result_ttl_s``)
 ``run:<id>:stop``                  set by Stop; the worker's training callback checks it every batch
 ``run:<id>:commands``              list of steering commands (pause, resume, learning rate) for the worker
@@ -119,7 +121,8 @@ end
 return 0
 """
 # Like _TRANSITION into a final state, and release what an active run holds.
-# KEYS: run, active set, owner's active key, events, model, stop, commands, weights; ARGV: allowed, run id, ttl, fields...
+# KEYS: run, active set, owner's active key, events, model, stop, commands, weights, frames; ARGV: allowed, run id, ttl,
+# fields...
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
@@ -135,6 +138,7 @@ local ttl = tonumber(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('EXPIRE', KEYS[9], ttl)
 redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
 return 1
 """
@@ -204,7 +208,7 @@ def finish_run(
     script = conn.register_script(_FINISH)
     keys = [run_key(run_id), ACTIVE_KEY, owner_key(owner, "active"), run_key(run_id, "events"),
             run_key(run_id, "model"), run_key(run_id, "stop"), run_key(run_id, "commands"),
-            run_key(run_id, "weights")]
+            run_key(run_id, "weights"), run_key(run_id, "frames")]
     args: list[Any] = [",".join(allowed), run_id, max(1, int(ttl))]
     for name, value in fields.items():
         args += [name, "" if value is None else value]
@@ -239,6 +243,17 @@ def encode_event(event: training.Event) -> dict[str, str | bytes]:
         strip(event)
         return {"kind": type(event).__name__, "data": strip.to_bytes()}
     return {"kind": type(event).__name__, "data": json.dumps(dataclasses.asdict(event))}
+
+
+def encode_frame(event: FilmstripStarted | Frame) -> bytes:
+    """A filmstrip event as one entry of ``run:<id>:frames``: its kind, a colon, the npz bytes."""
+    encoded = encode_event(event)
+    return encoded["kind"].encode() + b":" + encoded["data"]
+
+
+def decode_frame(entry: bytes) -> training.Event | None:
+    kind, _, data = entry.partition(b":")
+    return decode_event({b"kind": kind, b"data": data})
 
 
 def decode_event(fields: dict) -> training.Event | None:
@@ -366,6 +381,7 @@ class _StreamProgress:
         self._job = job
         self._lock = threading.Lock()
         self._last_id = "0-0"
+        self._frames_read = 0
         self._event_time: float | None = None
         self._recorder = training.ProgressRecorder(clock=self._clock)
         self.filmstrip = Filmstrip()
@@ -395,6 +411,16 @@ class _StreamProgress:
             self._job._set_unavailable(True)
 
     def _read(self) -> None:
+        self._read_stream()
+        # The filmstrip's frames have their own list, never trimmed: a replay always starts at frame 0.
+        conn = self._job._queue.redis
+        for entry in conn.lrange(run_key(self._job.id, "frames"), self._frames_read, -1):
+            self._frames_read += 1
+            event = decode_frame(entry)
+            if event is not None:
+                self.filmstrip(event)
+
+    def _read_stream(self) -> None:
         conn = self._job._queue.redis
         key = run_key(self._job.id, "events")
         for _ in range(100):  # at most 100,000 events per call; the stream is capped well below
@@ -416,6 +442,7 @@ class _StreamProgress:
                 self._event_time = int(entry_id.split("-")[0]) / 1000
                 try:
                     self._recorder(event)
+                    # Workers before the frames list sent the filmstrip through the stream.
                     self.filmstrip(event)
                 finally:
                     self._event_time = None

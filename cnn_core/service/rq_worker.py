@@ -36,7 +36,7 @@ import numpy as np
 
 from cnn_core.engine import datasets, registry, specs, training
 from cnn_core.engine.errors import UserError
-from cnn_core.engine.filmstrip import Frame
+from cnn_core.engine.filmstrip import FilmstripStarted, Frame
 from cnn_core.engine.specs import Experiment
 from cnn_core.service import redis_queue as rq_keys
 from cnn_core.service.settings import Settings, load_settings
@@ -118,6 +118,7 @@ class StreamPublisher:
     def __init__(self, conn, run_id: str):
         self._conn = conn
         self._key = rq_keys.run_key(run_id, "events")
+        self._frames = rq_keys.run_key(run_id, "frames")
         self._run = rq_keys.run_key(run_id)
         self._last_sent = 0.0
         self._epochs = 0
@@ -129,13 +130,18 @@ class StreamPublisher:
             if now - self._last_sent < EVENT_INTERVAL_S:
                 return
             self._last_sent = now
-        encoded = rq_keys.encode_event(event)
-        if isinstance(event, Frame):
-            size = len(encoded["data"])
-            if size > rq_keys.MAX_FRAME_BYTES or self._filmstrip_bytes + size > rq_keys.MAX_FILMSTRIP_BYTES:
+        if isinstance(event, FilmstripStarted | Frame):
+            # Their own list, bounded by bytes, not the capped stream: a long run keeps its first frames.
+            entry = rq_keys.encode_frame(event)
+            size = len(entry)
+            if isinstance(event, Frame) and (
+                    size > rq_keys.MAX_FRAME_BYTES or self._filmstrip_bytes + size > rq_keys.MAX_FILMSTRIP_BYTES):
                 logger.warning("Filmstrip frame at step %d (%d bytes) not sent: over the cap.", event.step, size)
                 return
             self._filmstrip_bytes += size
+            self._conn.rpush(self._frames, entry)
+            return
+        encoded = rq_keys.encode_event(event)
         if isinstance(event, training.TrainStarted):
             self._epochs = event.epochs
             # Kept beside the capped stream too, so a replay of a very long run still knows its shape.

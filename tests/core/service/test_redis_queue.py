@@ -8,6 +8,7 @@ import signal
 import time
 import zlib
 
+import numpy as np
 import pytest
 
 from cnn_core.engine import specs, training
@@ -292,6 +293,29 @@ def test_a_replay_of_a_trimmed_stream_still_knows_the_runs_shape(redis_url):
     assert (snapshot.status, snapshot.epochs, snapshot.steps_per_epoch, snapshot.epoch, snapshot.step) == (
         "running", 3, 10, 1, 4)
     assert snapshot.batch_loss == [0.5]
+
+
+def test_a_long_runs_replay_on_another_replica_still_has_frame_0(redis_url, monkeypatch):
+    from cnn_core.engine.filmstrip import FilmstripStarted, Frame
+    from cnn_core.service.rq_worker import StreamPublisher
+
+    # A short cap stands in for a very long run's 20,000 events (Redis trims whole 100-entry nodes).
+    monkeypatch.setattr(redis_queue, "STREAM_MAXLEN", 100)
+    worker_side = _queue(redis_url.replace("/0", "/7"))
+    conn = worker_side.redis
+    conn.hset(run_key("run-long"), mapping={"owner": "lena", "state": "running"})
+    publish = StreamPublisher(conn, "run-long")
+    publish(training.TrainStarted(10_000, 1, 32, 0, 6810))
+    publish(FilmstripStarted(np.zeros((28, 28), np.float16), (0, 1, 1000), 1))
+    for step in (0, 1, 1000):
+        publish(Frame(step, float(step), np.full((3, 3, 1, 4), step % 7, np.float16), (), ()))
+        for epoch in range(400 if step == 0 else 0):
+            publish(training.BatchEnded(epoch, 1, 1, 0.5, 0.8))
+    assert conn.xlen(run_key("run-long", "events")) < 400  # the stream was trimmed
+    replica = _queue(redis_url.replace("/0", "/7"))
+    replayed = redis_queue.RedisTrainingJob("run-long", "lena", replica).filmstrip
+    assert [frame.step for frame in replayed.frames] == [0, 1, 1000]
+    assert replayed.probe is not None and replayed.frames[0].filters.shape == (3, 3, 1, 4)
 
 
 def test_a_stop_during_the_test_evaluation_is_not_taken_for_a_stuck_worker(redis_url):
