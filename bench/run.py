@@ -46,6 +46,7 @@ BENCHMARKS = [
     "bench.preset_accuracy",
     "bench.memory_jobs",
     "bench.redis_workers",
+    "bench.web_memory",
     "bench.learner_waits",
     "bench.cold_start",
     "bench.inside_model_rss",

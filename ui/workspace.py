@@ -8,8 +8,10 @@ a bookmark or a second tab opens the same workspace. A running job is found agai
 job queue, whose owner is the workspace id.
 
 `ModelShelf` is what `AppState.models` is: every model the learner can pick, by name — the
-workspace's own (trained, uploaded; loaded from the store on first use) and, on a local server,
-every model saved by name in `CNN_MODELS_DIR`.
+workspace's own (trained, uploaded) and, on a local server, every model saved by name in
+`CNN_MODELS_DIR`. It keeps only names and descriptions; the live Keras models are in the one
+bounded cache of the process (`ui.loaders.model_cache()`), loaded from the store on use and again
+after they were pushed out, so a workshop's finished runs do not pile up in the server (issue #14).
 """
 
 from __future__ import annotations

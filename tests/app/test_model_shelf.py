@@ -129,3 +129,31 @@ def test_a_learners_model_pushed_out_of_the_cache_still_works_on_the_draw_page(o
     again = _draw_in_workspace(state.session_id)
     assert not again.exception and again.metric[0].value == "1"
     assert key in cache and cache.loads == loads + 1
+
+
+def test_a_workers_result_is_collected_without_building_a_keras_model():
+    from cnn_core.engine.training import TrainingResult
+    from ui import training_session
+
+    experiment = _experiment(seed=4)
+    data = model_to_bytes(build_model(experiment.model, experiment.training))
+
+    class FinishedJob:
+        id, state = "run-1", "finished"
+
+        def take_result(self):
+            return TrainingResult(model=None, model_bytes=data, experiment=experiment, history=[], test_loss=0.5,
+                                  test_accuracy=0.9, stopped_reason="completed", message="Done.", seconds=1.0)
+
+        class filmstrip:  # noqa: N801 (stands in for an empty Filmstrip)
+            def __len__(self):
+                return 0
+
+        filmstrip = filmstrip()
+
+    cache = ModelCache(max_models=4, max_bytes=2**30)
+    state = _state(cache)
+    name = training_session.collect(state, FinishedJob())
+    assert name in state.models and state.active_model == name and len(cache) == 0
+    assert state.workspace.model_bytes(state.models.info(name).key) == data  # kept as they came
+    assert state.models.cached(name).predictor.predict(IMAGES[0]).shape == (10,)
