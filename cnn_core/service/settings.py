@@ -58,6 +58,7 @@ variable                    meaning                                             
                             ``rediss://host:6380/0``
 ``CNN_WORKER_THREADS``      TensorFlow threads of one RQ worker                 cores ÷       cores ÷
                                                                                 workers       workers
+``CNN_WORKER_NICE``         how far training workers lower their CPU priority   10            10
 ``CNN_MODEL_CACHE_MODELS``  learners' models one web process keeps loaded,      12            12
                             shared by all its sessions (model_cache.py)
 ``CNN_MODEL_CACHE_MB``      weight budget of those models, MiB                  256           256
