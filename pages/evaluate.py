@@ -7,7 +7,7 @@ import streamlit as st
 from cnn_core.engine import evaluation
 from cnn_core.engine.errors import UserError
 from cnn_core.engine.model_cost import keras_model_cost
-from ui import images, loaders
+from ui import images, layout, loaders
 from ui import state as app_state
 from ui.components import explain_links, model_picker
 from ui.entry import start_page
@@ -101,7 +101,8 @@ def show_images(indices: np.ndarray) -> None:
 
 
 wrong = int(np.sum(result.predictions != result.labels))
-accuracy_col, wrong_col, worst_col = st.columns(3)
+# Wrapping rows: in thirds of an 800 px window "45 of 10,000" showed as "45 of 1…".
+accuracy_col, wrong_col, worst_col = layout.wrapping_row("eval-metrics", ["narrow", "narrow", "narrow"], gap="medium")
 accuracy_col.metric("Test accuracy", f"{result.accuracy:.2%}")
 wrong_col.metric("Mistakes", f"{wrong:,} of {len(result.labels):,}")
 worst = int(np.nanargmin(result.per_class_accuracy))
@@ -124,7 +125,7 @@ def _pick_cell() -> None:
         st.session_state[predicted_key] = int(picked[0]["predicted"])
 
 
-matrix_col, classes_col = st.columns([3, 2], gap="large")
+matrix_col, classes_col = layout.wrapping_row("eval-charts", ["wide", "narrow"])
 with matrix_col:
     st.subheader("Confusion matrix")
     st.altair_chart(confusion_chart(result.confusion, names), key=matrix_key, on_select=_pick_cell,

@@ -46,7 +46,7 @@ def job_ended(at: AppTest) -> bool:
 def test_train_page_shows_the_starting_preset_with_shapes(open_page):
     at = open_page("train")
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["output"])[0] == "26 × 26 × 32"
     assert list(table["params"]) == [320, 0, 18496, 0, 73856, 0, 11530]
     assert "**104,202** parameters" in texts(at)
@@ -136,7 +136,7 @@ def test_adding_and_moving_layers_updates_the_table(open_page):
     at.button(key=f"train-layers-{dropout.uid}-up").click().run()
     kinds = [row.layer.kind for row in app_state(at).editor_rows]
     assert kinds[-3:] == ["dropout", "flatten", "dense"]
-    assert "Dropout 0.25" in list(at.dataframe[0].value["layer"])
+    assert "Dropout 0.25" in list(at.table[0].value["layer"])
 
 
 def test_a_shared_link_loads_with_locked_fields_disabled(fake_canvas):

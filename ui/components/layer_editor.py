@@ -220,7 +220,8 @@ def show(key: str, *, max_params: int, disabled: bool = False, name: str | None 
         except Exception as error:
             st.error(f"This model cannot be built yet: {errors.message(error)}")
             return None
-        st.dataframe(summary_table(infos), hide_index=True, width="stretch")
+        # A static table wraps its cells; the dataframe grid cut the params column off at 400 px.
+        st.table(summary_table(infos), hide_index=True)
         total = sum(info.params for info in infos)
         st.caption(f"{len(infos)} layers, **{total:,}** parameters (the limit here is {max_params:,}).")
     return spec

@@ -344,3 +344,28 @@ def test_the_feature_maps_layer_table_fits_without_scrolling_sideways(sized_page
     assert widest_overflow(page) == []
     assert page.get_by_text("3 × 3 × 64", exact=True).first.is_visible()
     screenshot(page, f"layout-feature-maps-{width}")
+
+
+@pytest.mark.parametrize("width", [800, 400])
+def test_the_train_layer_table_and_the_evaluate_figures_are_whole(sized_page, width):
+    page = sized_page(width, 900)
+    page.goto("/train")
+    wait_until_idle(page)
+    page.get_by_text("What each layer outputs").first.wait_for()
+    # Before, at 400 px: the layer table was a data grid with its params column cut off.
+    assert sideways_scrollers(page) == []
+    table = page.locator('[data-testid="stMain"] table').filter(has_text="18496").first
+    box = table.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, box
+    screenshot(page, f"layout-train-{width}")
+    page.goto("/evaluate")
+    wait_until_idle(page)
+    values = page.locator('[data-testid="stMetricValue"]')
+    values.nth(2).wait_for()
+    # Before, at 800 px: "45 of 1…" in a third of the main area.
+    assert re.fullmatch(r"\d+ of 10,000", values.nth(1).inner_text().strip())
+    for i in range(3):
+        assert values.nth(i).evaluate("v => [v, ...v.querySelectorAll('*')].every("
+                                      "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), i
+    assert sideways_scrollers(page) == [] and widest_overflow(page) == []
+    screenshot(page, f"layout-evaluate-{width}")
