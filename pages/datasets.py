@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.engine import registry
-from ui import images, loaders, own_classes
+from ui import images, layout, loaders, own_classes
 from ui.entry import start_page
 from ui.text import class_label, plain
 
@@ -69,7 +69,8 @@ st.image([images.png(images.enlarge(means[i], 84)) for i in shown], caption=[nam
 st.caption("The average of every image in a class: blurry where the class varies a lot, sharp where its members "
            "agree." + (" Only the classes chosen above; clear the choice to see all." if classes else ""))
 
-balance_col, note_col = st.columns([3, 2], gap="large")
+# A wrapping row: in two fifths of an 800 px window the note was a column of two-word lines.
+balance_col, note_col = layout.wrapping_row("datasets-balance", ["wide", "narrow"])
 counts = np.bincount(every_label, minlength=len(names))
 with balance_col:
     st.subheader("Class balance")
