@@ -15,7 +15,10 @@ Variants, each in a fresh process so none inherits another's memory:
 * ``page-kept``: every session stays open (30 participants who keep their tab);
 * ``draw-kept``: as ``page-kept``, and each participant also draws once on the Draw page with their model;
 * ``load``: only `model_from_bytes` of the result, dropped at once (a per-load leak in Keras);
-* ``load-predictor``: that plus a traced `Predictor` and one prediction (a per-trace leak in TensorFlow).
+* ``load-predictor``: that plus a traced `Predictor` and one prediction (a per-trace leak in TensorFlow);
+* ``server``, ``server-batches``: a real Streamlit server with protocol participants (one, or 6, at a time);
+* ``draw-visitors``: the same server with only 10 drawing visitors for 3 minutes, no runs (`bench.redis_workers
+  --drawing` has them too): MB per minute.
 
     .venv/bin/python -m bench.web_memory [--quick] [--runs N] [--variants page page-kept ...]
 """
@@ -36,6 +39,8 @@ QUICK = {"runs": 4, "variants": ("page-kept", "load")}
 GOAL_MB_PER_RUN = 1.0
 # server-batches: participants at once (a workshop's runs overlap; their sessions and live views too)
 BATCH = 6
+# draw-visitors: 10 visitors draw this long (seconds), no runs
+VISITOR_S, VISITOR_S_QUICK = int(os.environ.get("WEB_MEMORY_VISITOR_S", "180")), 20
 TEMPLATE_OWNER = "bench-template"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,6 +162,8 @@ def _participant(template_id: str, conn, draw: bool):
 
 
 def _child(variant: str, runs: int, url: str, template_id: str) -> dict:
+    if variant == "draw-visitors":
+        return _draw_visitors(runs)
     if variant.startswith("server"):
         return _server(variant, runs, url, template_id)
     os.environ["CNN_REDIS_URL"] = url
@@ -250,6 +257,46 @@ def _server(variant: str, runs: int, url: str, template_id: str) -> dict:
             "mb_per_run": round(_per_run(rss) / at_once, 2), "seconds_per_run": round(sorted(seconds)[len(seconds) // 2], 2)}
 
 
+def _draw_visitors(duration_s: float, visitors: int = 10) -> dict:
+    """Only drawing visitors (bench.load_test's), no runs: what they cost the server's memory over time."""
+    import asyncio
+    import threading
+
+    import psutil
+
+    from bench.load_test import _drawings, _visitor
+    from tests.app.browser.harness import serve_app
+
+    samples: list = []
+    failures: list = []
+    memory: list[tuple[float, float]] = []
+    # e.g. WEB_MEMORY_SERVER_ENV='{"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"}' to compare a server setting
+    with serve_app(json.loads(os.environ.get("WEB_MEMORY_SERVER_ENV", "{}"))) as app:
+        server = psutil.Process(app.process.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(5.0):
+                memory.append((time.monotonic(), server.memory_info().rss / 2**20))
+
+        async def draw() -> None:
+            drawings = _drawings(30, seed=13)
+            stop_at = time.monotonic() + duration_s
+            await asyncio.gather(*(_visitor(app.url, drawings, stop_at, samples, failures) for _ in range(visitors)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        asyncio.run(draw())
+        done.set()
+        sampler.join()
+    import numpy as np
+
+    half = memory[len(memory) // 2:]
+    slope = float(np.polyfit([t for t, _ in half], [mb for _, mb in half], 1)[0]) * 60 if len(half) > 1 else float("nan")
+    return {"variant": "draw-visitors", "rss_mb": [round(mb, 1) for _, mb in memory], "mb_per_minute": round(slope, 1),
+            "strokes": len(samples), "failures": failures[:3]}
+
+
 def run(quick: bool, runs: int | None = None, variants: tuple[str, ...] | None = None) -> dict:
     from tests.core.service.redis_harness import redis_missing_message, redis_server
 
@@ -262,8 +309,9 @@ def run(quick: bool, runs: int | None = None, variants: tuple[str, ...] | None =
     with redis_server() as server:
         template = _train_template(server.url, 500)
         for variant in variants:
+            count = (VISITOR_S_QUICK if quick else VISITOR_S) if variant == "draw-visitors" else runs
             done = subprocess.run(
-                [sys.executable, "-m", "bench.web_memory", "--child", variant, str(runs), server.url, template],
+                [sys.executable, "-m", "bench.web_memory", "--child", variant, str(count), server.url, template],
                 cwd=ROOT, capture_output=True, text=True, timeout=3600,
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
             )
@@ -271,6 +319,11 @@ def run(quick: bool, runs: int | None = None, variants: tuple[str, ...] | None =
             if done.returncode or not lines:
                 raise RuntimeError(f"variant {variant} failed: {done.stderr[-2000:]}")
             figures = json.loads(lines[-1])
+            if variant == "draw-visitors":
+                results["draw-visitors: MB per minute, second half"] = figures["mb_per_minute"]
+                results["draw-visitors: RSS MB every 5 s"] = " ".join(f"{v:.0f}" for v in figures["rss_mb"])
+                results["draw-visitors: strokes answered / failures"] = f"{figures['strokes']} / {figures['failures']}"
+                continue
             results[f"{variant}: MB per run once warm"] = figures["mb_per_run"]
             results[f"{variant}: RSS MB after each run"] = " ".join(f"{value:.0f}" for value in figures["rss_mb"])
             results[f"{variant}: seconds per run (median)"] = figures["seconds_per_run"]

@@ -103,9 +103,10 @@ def ensure_navigation() -> None:
 def start_page() -> None:
     """What every page does first: run inside the navigation, keep `?ws=` in the address, catch up with
     the workspace, and show (and keep alive) a running job."""
-    from ui import workspace
+    from ui import loaders, workspace
 
     ensure_navigation()
+    loaders.collect_garbage_now_and_then()
     workspace.follow_address()
     layout.apply()
     training_status.show()
