@@ -524,6 +524,6 @@ def test_a_training_worker_runs_at_a_lower_cpu_priority_than_the_server():
         # Every thread of the worker, TensorFlow's included, inherits it: they start after the call.
         niceness = {psutil.Process(worker.pid).nice()} | {
             psutil.Process(thread.id).nice() for thread in psutil.Process(worker.pid).threads()}
-        assert niceness == {psutil.Process().nice() + 7}
+        assert niceness == {min(19, psutil.Process().nice() + 7)}  # 19 is the lowest priority there is
     finally:
         pool.close_idle(0)

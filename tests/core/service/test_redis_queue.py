@@ -392,4 +392,5 @@ def test_rq_workers_train_at_the_configured_lower_priority_and_the_supervisor_ke
     children = supervisor.children()
     assert len(children) == WORKERS
     for child in children:
-        assert {psutil.Process(t.id).nice() for t in child.threads()} == {supervisor.nice() + 10}
+        # Capped at 19, the lowest priority there is (the suite itself may run niced).
+        assert {psutil.Process(t.id).nice() for t in child.threads()} == {min(19, supervisor.nice() + 10)}
