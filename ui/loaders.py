@@ -22,6 +22,7 @@ from cnn_core.engine import datasets
 from cnn_core.engine.errors import UserError
 from cnn_core.service.settings import Settings, load_settings
 from ui import state as app_state
+from ui import timing
 
 if TYPE_CHECKING:
     from cnn_core.engine.activations import FeatureExtractor
@@ -167,7 +168,10 @@ def _collector() -> threading.Thread:
     def collect_forever() -> None:
         while True:
             time.sleep(GC_EVERY_S)
+            started = timing.start()
             gc.collect()
+            # It holds the interpreter while it runs: the drain benchmark reports how long.
+            timing.record("full garbage collection", started)
 
     thread = threading.Thread(target=collect_forever, daemon=True, name="gc-now-and-then")
     thread.start()
