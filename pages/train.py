@@ -8,13 +8,14 @@ import streamlit as st
 from cnn_core.engine import registry
 from cnn_core.engine.specs import Experiment
 from cnn_core.workshop import presets, sharing
-from ui import classroom, errors, loaders, own_classes
+from ui import classroom, errors, loaders, own_classes, timing
 from ui import state as app_state
 from ui.components import layer_editor, link_offer, run_panel, training_controls
 from ui.entry import start_page
 from ui.text import plain
 
 start_page()
+run_started = timing.start()
 
 state = app_state.get()
 settings = loaders.settings()
@@ -148,3 +149,4 @@ if experiment is not None:
 
 # A reload must find the layers and settings as they are now.
 state.save_editor()
+timing.record("train page", run_started)
