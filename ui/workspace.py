@@ -98,11 +98,10 @@ class StoredBundle:
 
     @property
     def dataset(self) -> str:
-        if self.experiment is not None:
-            return self.experiment.training.dataset
-        if self.dataset_name is not None:
-            return self.dataset_name
-        raise ValueError(f"The bundle {self.name!r} does not say which dataset it is for.")
+        from cnn_core.service.persistence import ModelBundle
+
+        # The same rule as a ModelBundle's: its experiment's dataset, else the one it was stored with.
+        return ModelBundle.dataset.fget(self)
 
     def as_bundle(self, **changes: Any) -> ModelBundle:
         """A plain `ModelBundle` holding the live model (to save it), with `changes` applied."""
