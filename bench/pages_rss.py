@@ -14,13 +14,9 @@ from __future__ import annotations
 import os
 import time
 
+from bench.inside_model_rss import _rss_mb  # one way to read the server's memory
+
 GOAL_MB = 150  # what the Datasets page (both parts, no TensorFlow) may add to a fresh server
-
-
-def _rss_mb(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 STEPS = (

@@ -355,7 +355,7 @@ def work(max_jobs: int, threads: int, queue_name: str = rq_keys.QUEUE_NAME, burs
 
     try:
         # TensorFlow's runtime, the run's precision kernels and the bundled images, before the first job.
-        workers._warm_up(settings.training_precision)
+        workers.warm_up(settings.training_precision)
     except Exception:
         logger.exception("Warming up the worker failed; its first run starts slower.")
 

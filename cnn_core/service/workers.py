@@ -198,7 +198,7 @@ def _steering_thread(commands, control: training.TrainingControl, done: threadin
     return thread
 
 
-def _warm_up(warm_precision: str = "float32") -> None:
+def warm_up(warm_precision: str = "float32") -> None:
     """Train a tiny model on a few random images, so the first real run finds TensorFlow ready.
 
     The first `fit` in a process initialises TensorFlow's runtime, oneDNN and the function tracing
@@ -265,7 +265,7 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_preci
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     try:
-        _warm_up(warm_precision)
+        warm_up(warm_precision)
     except Exception:
         # Only a head start: a worker that cannot warm up still trains, just slower the first time.
         logger.exception("Warming up worker process %s failed.", os.getpid())

@@ -197,23 +197,23 @@ REFRESH_S = 1.0
 FIRST_POINT_REFRESH_S = 0.25
 
 
-def _awaiting_first_point(job: TrainingJob) -> bool:
-    return job.state == "running" and not job.progress.snapshot().batch_loss
+def _awaiting_first_point(job: TrainingJob, snapshot: ProgressSnapshot) -> bool:
+    return job.state == "running" and not snapshot.batch_loss
 
 
 def show(job: TrainingJob, *, key: str) -> None:
     """Draw the job's live view; when the job ends, rerun the whole page so it can show the result."""
-    fast = _awaiting_first_point(job)
+    fast = _awaiting_first_point(job, job.progress.snapshot())
 
     @st.fragment(run_every=FIRST_POINT_REFRESH_S if fast else REFRESH_S)
     def live() -> None:
         started = timing.start()
-        if job.state not in ACTIVE_STATES or fast != _awaiting_first_point(job):
+        snapshot = job.progress.snapshot()
+        if job.state not in ACTIVE_STATES or fast != _awaiting_first_point(job, snapshot):
             # Ended, or the fast refresh is no longer (or now) needed: a full rerun sets the period anew.
             st.rerun()
         # The heartbeat tells the queue someone is still watching; abandoned jobs get stopped.
         job.heartbeat()
-        snapshot = job.progress.snapshot()
         _progress(job, snapshot)
         steering(job, key)
         show_filmstrip_and_curves(job, snapshot, key)
