@@ -26,8 +26,11 @@ within one run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import statistics
@@ -234,13 +237,60 @@ async def _drain_through_pages(app_url: str, redis_url: str, runs: int, train_su
             "participant_failures": log["failures"], "live_view_refreshes": log["refreshes"]}
 
 
-def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int, baseline_s: float) -> dict:
-    """The web tier under a drain: a Streamlit server on CNN_REDIS_URL serving visitors who draw."""
+class _Stamped(list):
+    """A list of stroke latencies that also keeps when (monotonic) each one was answered."""
+
+    def __init__(self):
+        super().__init__()
+        self.at: list[float] = []
+
+    def append(self, value) -> None:
+        self.at.append(time.monotonic())
+        super().append(value)
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each named process and its children have used so far."""
+    import psutil
+
+    used = {}
+    for name, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            used[name] = total
+        except psutil.Error:
+            used[name] = float("nan")
+    return used
+
+
+def _drain_in_own_process(app_url: str, redis_url: str, runs: int, train_subset: int) -> dict:
+    """`_drain_through_pages` in a process of its own: the participants' browsers are not the visitors'.
+
+    In one process, a visitor's answer could sit in the socket while the same event loop parsed 30
+    participants' replies, and that wait would count as the server's. (Measured, it made no
+    difference the drain's noise could show; a real workshop's browsers are on other machines.)
+    """
+    result = asyncio.run(_drain_through_pages(app_url, redis_url, runs, train_subset))
+    result["participants_cpu_s"] = time.process_time()
+    return result
+
+
+def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int, baseline_s: float,
+                          others: dict[str, int] | None = None) -> dict:
+    """The web tier under a drain: a Streamlit server on CNN_REDIS_URL serving visitors who draw.
+
+    `others` names further processes (workers, redis) whose CPU use over the drain is reported.
+    """
     import psutil
 
     from tests.app.browser.harness import serve_app
 
-    samples: list[float] = []
+    samples = _Stamped()
     failures: list[str] = []
     marks: dict[str, float] = {}
     memory: list[tuple[float, float]] = []  # (monotonic time, server RSS MB)
@@ -259,10 +309,21 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        pids = {"web server": app.process.pid, "this benchmark's clients": os.getpid(), **(others or {})}
+        # The participants' clients run in a process of their own (below), which has ended by then.
+        cpu: dict[str, dict[str, float]] = {}
+
+        async def drain() -> dict:
+            cpu["before"] = _cpu_seconds(pids)
+            try:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    return await asyncio.wrap_future(pool.submit(
+                        _drain_in_own_process, app.url, url, runs, train_subset))
+            finally:
+                cpu["after"] = _cpu_seconds(pids)
+
         try:
-            drained, during = asyncio.run(_draw_while(
-                app.url, visitors, baseline_s, lambda: _drain_through_pages(app.url, url, runs, train_subset),
-                samples, failures, marks))
+            drained, during = asyncio.run(_draw_while(app.url, visitors, baseline_s, drain, samples, failures, marks))
         finally:
             done.set()
             sampler.join()
@@ -282,8 +343,18 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
         entry = json.loads(line)
         if entry["at"] >= marks["drain_wall"]:
             server.setdefault(entry["what"], []).append((entry["ms"], entry.get("cpu_ms", float("nan"))))
+    cpu_used = {name: round(cpu["after"][name] - cpu["before"][name], 1) for name in pids}
+    # The benchmark started the others: its own share is what is left of its tree's.
+    cpu_used["this benchmark's clients"] = round(cpu_used["this benchmark's clients"] - sum(
+        value for name, value in cpu_used.items() if name != "this benchmark's clients"), 1)
+    cpu_used["the participants' clients (own process)"] = round(drained.get("participants_cpu_s", 0.0), 1)
+    # Strokes by when in the drain they were answered, in 10 s spells: is the wait spread or bunched?
+    spells: dict[int, list[float]] = {}
+    for at, ms in zip(samples.at, samples, strict=True):
+        if at >= marks["drain"]:
+            spells.setdefault(int((at - marks["drain"]) // 10), []).append(ms)
     return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
-            "server": server,
+            "server": server, "cpu_s": cpu_used, "spells": spells,
             "rss_start": start,
             "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end,
             "drain_s": marks["end"] - marks["drain"]}
@@ -319,6 +390,10 @@ def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple
             round(statistics.median(calm)) if calm else None, round(calm_p95) if calm else None, len(calm)],
         **{f"server {what} during the drain: runs, wall ms p50/p95, CPU ms p50/p95": _server_figures(values, p95_of)
            for what, values in sorted(drawing.get("server", {}).items()) if values},
+        "CPU seconds used during the drain, per process (with its children)": drawing.get("cpu_s"),
+        "stroke to answer ms in each 10 s of the drain (strokes, p50, max)": [
+            [len(values), round(statistics.median(values)), round(max(values))]
+            for _, values in sorted(drawing.get("spells", {}).items())],
         "web server RSS MB (warm, drain start, its middle, peak, end)": [
             round(drawing[key]) for key in ("rss_start", "rss_drain", "rss_mid", "rss_peak", "rss_end")],
     }
@@ -366,7 +441,8 @@ def run_drawing(quick: bool, niced: bool = False) -> dict:
             if niceness:
                 _lower_priority(workers, niceness)
             drawing = _drawing_during_drain(server.url, sizes["drawing_runs"], sizes["train_subset"],
-                                            sizes["visitors"], sizes["calm_s"])
+                                            sizes["visitors"], sizes["calm_s"],
+                                            {"workers": workers.pid, "redis": server.process.pid})
         figures, rows = _drawing_rows(drawing, sizes["drawing_runs"], sizes["visitors"], quick)
         label = f" (workers at nice {niceness})" if niceness else ""
         results.update({key + label: value for key, value in figures.items()})
@@ -391,10 +467,11 @@ def run(quick: bool) -> dict:
             stops = _stop_latencies(server.url, sizes["stops"])
             detected, error = _kill_detection(server.url)
         conn.flushall()
-        with supervised_workers(server.url, 2) as _:
+        with supervised_workers(server.url, 2) as workers:
             wait_for_workers(conn, 2)
             drawing = _drawing_during_drain(server.url, sizes["drawing_runs"], sizes["train_subset"],
-                                            sizes["visitors"], sizes["calm_s"])
+                                            sizes["visitors"], sizes["calm_s"],
+                                            {"workers": workers.pid, "redis": server.process.pid})
     ideal = sum(two["run_seconds"]) / 2
     ratio = two["drain_s"] / ideal
     scale = one["drain_s"] / two["drain_s"]
