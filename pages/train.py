@@ -14,7 +14,8 @@ from ui.components import layer_editor, link_offer, run_panel, training_controls
 from ui.entry import start_page
 from ui.text import plain
 
-start_page()
+# The run panel below shows a running job live: no sidebar indicator for the same run.
+start_page(live_view=True)
 run_started = timing.start()
 
 state = app_state.get()

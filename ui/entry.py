@@ -108,13 +108,17 @@ def ensure_navigation() -> None:
         st.stop()
 
 
-def start_page() -> None:
+def start_page(*, live_view: bool = False) -> None:
     """What every page does first: run inside the navigation, keep `?ws=` in the address, catch up with
-    the workspace, and show (and keep alive) a running job."""
+    the workspace, and show (and keep alive) a running job.
+
+    `live_view`: the page itself shows the session's running job live (Train), so the sidebar's
+    indicator, a second fragment refreshing the same run every 2 s, is left out.
+    """
     from ui import loaders, workspace
 
     ensure_navigation()
     loaders.collect_garbage_now_and_then()
     workspace.follow_address()
     layout.apply()
-    training_status.show()
+    training_status.show(sidebar=not live_view)

@@ -218,9 +218,11 @@ def test_a_run_keeps_going_on_other_pages_and_lands_in_the_session(open_page):
     at = configure_small_run(open_page("train"), subset=3_000, epochs=3)
     at.button(key="train-run-start").click().run()
     job = app_state(at).training_job
+    # The Train page shows the run live itself: no second indicator refreshing the same run.
+    assert "Watch it on the Train page" not in [link.proto.label for link in at.sidebar.get("page_link")]
     at.switch_page("pages/home.py").run()
     assert not at.exception
-    # Every page shows the run in the sidebar (and sends the heartbeat that keeps it alive).
+    # Every other page shows the run in the sidebar (and sends the heartbeat that keeps it alive).
     links = [link.proto.label for link in at.sidebar.get("page_link")]
     assert "Watch it on the Train page" in links
     job.stop()

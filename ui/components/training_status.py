@@ -35,15 +35,20 @@ def _status() -> None:
     st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/model_training:")
 
 
-def show() -> None:
-    """Draw the indicator while the session has a run in progress; collect the run once it has ended."""
+def show(*, sidebar: bool = True) -> None:
+    """Draw the indicator while the session has a run in progress; collect the run once it has ended.
+
+    Without `sidebar` (a page that shows the run live itself, which also sends the heartbeats and
+    reruns the page at the end) only the collection is done.
+    """
     state = app_state.get()
     job = state.training_job
     if job is None:
         return
     if job.is_active:
-        with st.sidebar:
-            _status()
+        if sidebar:
+            with st.sidebar:
+                _status()
         return
     # Runs at the top of the page, so everything below already sees the new active model.
     name = training_session.collect(state, job)

@@ -22,3 +22,20 @@ def test_the_refresh_period_is_a_quarter_second_only_until_the_first_point(monke
         live_training.show(_job(state, points), key="k")
     assert periods == [live_training.FIRST_POINT_REFRESH_S, live_training.REFRESH_S, live_training.REFRESH_S]
     assert live_training.FIRST_POINT_REFRESH_S <= 0.25 < live_training.REFRESH_S
+
+
+def test_a_run_that_leaves_the_queue_keeps_the_slow_period_without_a_full_rerun():
+    queued_then_started = _job("running", 0)
+    snapshot = queued_then_started.progress.snapshot()
+    # Drawn while queued (slow period): starting is no reason to rerun the whole page.
+    assert not live_training.needs_full_rerun(queued_then_started, snapshot, fast=False)
+    # Drawn while awaiting its first point (fast period): still waiting, nothing to do.
+    assert not live_training.needs_full_rerun(queued_then_started, snapshot, fast=True)
+    # The first point came while fast: back to the slow period, through a full rerun.
+    with_points = _job("running", 3)
+    assert live_training.needs_full_rerun(with_points, with_points.progress.snapshot(), fast=True)
+    assert not live_training.needs_full_rerun(with_points, with_points.progress.snapshot(), fast=False)
+    # Ended, in either period: the page shows the result.
+    for state in ("finished", "failed", "stopped"):
+        ended = _job(state, 3)
+        assert live_training.needs_full_rerun(ended, ended.progress.snapshot(), fast=False)
