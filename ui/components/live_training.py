@@ -135,7 +135,8 @@ def steering(job: TrainingJob, key: str) -> None:
     stop_col, pause_col, lr_col, apply_col = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     stop_col.button("Stop training", key=f"{key}-stop", on_click=job.stop, type="primary", width="stretch",
                     help="Stops after the current batch; the model keeps what it learned so far.")
-    if not job.steerable:
+    if not job.steerable or job.state == "queued":
+        # Nothing trains yet: pausing or a new learning rate would change nothing.
         return
     if job.paused:
         pause_col.button("Resume", key=f"{key}-resume", on_click=job.resume, width="stretch",
@@ -227,7 +228,10 @@ def show(job: TrainingJob, *, key: str) -> None:
         job.heartbeat()
         _progress(job, snapshot)
         steering(job, key)
-        show_filmstrip_and_curves(job, snapshot, key)
+        if job.state != "queued":
+            # A queued run has no curve or frame yet; in a workshop most watchers wait in the queue, and
+            # each of their refreshes then sends 12 messages instead of 22.
+            show_filmstrip_and_curves(job, snapshot, key)
         timing.record("live view", started)
 
     live()
