@@ -10,8 +10,9 @@ So the full run of every page but Draw first takes one of `CNN_PAGE_SLOTS` slots
 others wait their turn (blocked on a lock, which costs the interpreter nothing), in arrival order.
 Nothing is done twice or dropped: the same runs finish with the same CPU, one after another instead
 of all at once, and the Draw runs, short and what a visitor waits on stroke by stroke, go straight
-through. Fragment reruns (the live curves) take no slot either: they are a few milliseconds each. A
-run waits at most `MAX_WAIT_S`, then goes on without a slot, so one stuck run cannot stall the server.
+through. The live view's refreshes (fragment reruns, `live_training.py`) take a slot too: 30 of them
+a second otherwise each compete with a stroke for the interpreter. A run waits at most `MAX_WAIT_S`,
+then goes on without a slot, so one stuck run cannot stall the server.
 
 Measured with the drain benchmark (10 visitors drawing while 30 participants open Train and start
 runs, 2 workers on the same 2 cores): stroke p95 526 ms with every run at once, 225 ms with one slot
@@ -52,19 +53,28 @@ def configure(slots: int) -> None:
         _slots = threading.BoundedSemaphore(slots)
 
 
+# How many slots the current thread holds, nested: a fragment drawn inside its page's run is already in.
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def slot(page: str) -> Iterator[None]:
-    """Hold a page-run slot while the page `page` (its URL path) runs; Draw's runs need none."""
-    if page in UNGATED_PAGES:
+    """Hold a page-run slot while the page `page` (its URL path) runs; Draw's runs need none.
+
+    A thread that already holds one (a live view drawn inside the Train page's own run) goes on.
+    """
+    if page in UNGATED_PAGES or getattr(_held, "depth", 0):
         yield
         return
     semaphore = _semaphore()
     held = semaphore.acquire(timeout=MAX_WAIT_S)
     if not held:
         logger.warning("A %r page run waited %.0f s for a page slot and goes on without one.", page, MAX_WAIT_S)
+    _held.depth = 1
     try:
         yield
     finally:
+        _held.depth = 0
         if held:
             semaphore.release()
 

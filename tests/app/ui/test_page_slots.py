@@ -73,3 +73,19 @@ def test_the_web_process_hands_the_interpreter_over_every_millisecond():
     import ui.entry  # noqa: F401 - importing it is what sets the interval
 
     assert sys.getswitchinterval() == pytest.approx(0.001)
+
+
+def test_a_live_view_drawn_inside_its_page_run_does_not_wait_for_a_second_slot(one_slot):
+    with page_slots.slot("train"):
+        waiting, entered = _enter_in_thread("evaluate")
+        with page_slots.slot("live view"):  # the same thread: already in
+            pass
+        assert not entered.wait(0.2)
+    assert entered.wait(5)
+    waiting.join(5)
+    # Out of the page run, a live view's own refresh takes a slot like any page run.
+    with page_slots.slot("train"):
+        refresh, refreshed = _enter_in_thread("live view")
+        assert not refreshed.wait(0.3)
+    assert refreshed.wait(5)
+    refresh.join(5)
