@@ -75,8 +75,8 @@ _keep_keras_state_between_runs()
 # How long a thread may hold the interpreter while another waits for it (CPython's default: 5 ms).
 # The event loop that sends every session's answers gives the interpreter up at each socket write
 # and then waits for it: behind a page run computing, each of a Train page's 140 messages waited up
-# to 5 ms. At 1 ms, strokes during a workshop's drain came back in p95 351 ms instead of 526 ms
-# (bench.redis_workers --drawing, with uvloop); shorter intervals cost more CPU than they saved.
+# to 5 ms. At 1 ms, strokes during a workshop's drain came back in p95 351 ms instead of 526 ms (one
+# comparison, bench.redis_workers --drawing, with uvloop); 0.2-0.5 ms cost more CPU than they saved.
 SWITCH_INTERVAL_S = 0.001
 sys.setswitchinterval(SWITCH_INTERVAL_S)
 

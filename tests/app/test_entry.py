@@ -86,3 +86,11 @@ def test_without_entry_a_page_opened_by_its_url_skips_the_navigation(monkeypatch
     monkeypatch.setattr(entry, "ensure_navigation", lambda: None)
     at.run()
     assert navigations == []
+
+
+def test_the_web_process_hands_the_interpreter_over_every_millisecond():
+    import sys
+
+    import ui.entry  # noqa: F401 - importing it is what sets the interval
+
+    assert sys.getswitchinterval() == 0.001
