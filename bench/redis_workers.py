@@ -397,10 +397,10 @@ def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple
             round(statistics.median(calm)) if calm else None, round(calm_p95) if calm else None, len(calm)],
         **{f"server {what} during the drain: runs, wall ms p50/p95, CPU ms p50/p95": _server_figures(values, p95_of)
            for what, values in sorted(drawing.get("server", {}).items()) if values},
-        "CPU seconds used during the drain, per process (with its children)": drawing.get("cpu_s"),
+        "CPU seconds used during the drain, per process (with its children)": drawing["cpu_s"],
         "stroke to answer ms in each 10 s of the drain (strokes, p50, max)": [
             [len(values), round(statistics.median(values)), round(max(values))]
-            for _, values in sorted(drawing.get("spells", {}).items())],
+            for _, values in sorted(drawing["spells"].items())],
         "web server RSS MB (warm, drain start, its middle, peak, end)": [
             round(drawing[key]) for key in ("rss_start", "rss_drain", "rss_mid", "rss_peak", "rss_end")],
         f"web server RSS MB {LEFT_S:.0f} s after everyone left": round(drawing["rss_left"]),
