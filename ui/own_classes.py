@@ -56,8 +56,9 @@ def define(collection: own_data.Collection) -> None:
     add_col.text_input("New class name", key="own-new-name", placeholder="circle", max_chars=24)
     button_col.button("Add class", key="own-add-class", width="stretch", on_click=_add_class)
     failure = st.session_state.pop("own-define-error", None)
+    notice = st.empty()  # a fixed slot, so the uploader below keeps its place (see `show`)
     if failure:
-        st.error(failure)
+        notice.error(failure)
     if collection:
         with st.expander("Delete a class"):
             doomed = st.selectbox("Class", list(collection), key="own-delete-name")
@@ -94,7 +95,9 @@ def upload(collection: own_data.Collection) -> None:
     limit_mb = uploads.cap_mb(MAX_ZIP_MB)
     st.caption("One folder per class, named after it (circle/1.png, square/1.png, …); PNG or JPEG, any size, "
                f"colour or grey; at most {own_data.MAX_IMAGES:,} pictures and {limit_mb} MB.")
-    file = st.file_uploader("Zip of class folders", type=["zip"], key="own-zip", max_upload_size=limit_mb)
+    # A new key after each added zip empties the uploader: left holding the zip, it offered to add it again.
+    added_zips = st.session_state.get("own-zips-added", 0)
+    file = st.file_uploader("Zip of class folders", type=["zip"], key=f"own-zip-{added_zips}", max_upload_size=limit_mb)
     if file is not None and st.button("Add these pictures", key="own-add-zip"):
         with shown_as_error(stop=False):
             if file.size > limit_mb * 2**20:
@@ -103,6 +106,7 @@ def upload(collection: own_data.Collection) -> None:
             added = own_data.merge(collection, read)
             total = sum(len(v) for v in read.values())
             _save(added, f"Added {total} pictures to {len(read)} classes.")
+            st.session_state["own-zips-added"] = added_zips + 1
             st.rerun()
 
 
@@ -148,8 +152,11 @@ def show() -> None:
     state = app_state.get()
     collection = own_classes.load(state.workspace)
     message = st.session_state.pop("own-message", None)
+    # The message has a slot of its own, there or not: had it shifted what follows, the zip uploader
+    # below would be rebuilt by the next run and drop a file still being uploaded (a replaced zip vanished).
+    notice = st.empty()
     if message:
-        st.success(plain(message))
+        notice.success(plain(message))
     # The canvas needs its whole width: in a half-width column it was clipped at 800 px, so the right
     # part moves below the left when the two no longer fit side by side.
     left, right = layout.wrapping_row("own", ["wide", None])

@@ -153,3 +153,34 @@ def test_the_zip_limit_named_is_the_one_the_server_enforces(open_page):
     # Before: "64 MB" on the page, while the server refused anything over its own 20 MB.
     assert f"and {server_mb} MB." in texts(at)
     assert f"and {MAX_ZIP_MB} MB." not in texts(at)
+
+
+def _path_of(node, element_type: str, path=()):
+    """Where in the page's tree the first element of this type sits (its delta path)."""
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for index, child in children.items():
+            found = _path_of(child, element_type, path + (index,))
+            if found is not None:
+                return found
+        return None
+    return path if node.type == element_type else None
+
+
+def test_a_message_shown_once_does_not_move_the_zip_uploader(open_page):
+    # The browser rebuilds a widget whose place changes; an uploader rebuilt mid-upload dropped the file
+    # (a replaced zip vanished and "Add these pictures" never came, 1 run in 4 in the browser test).
+    at = open_page("own_classes")
+    add_class(at, "ring")
+    assert "Added the class ring." in texts(at)
+    with_message = _path_of(at._tree, "file_uploader")
+    at.run()
+    assert "Added the class ring." not in texts(at)
+    assert _path_of(at._tree, "file_uploader") == with_message is not None
+
+    add_class(at, "ring")
+    assert "already a class called ring" in texts(at)
+    with_error = _path_of(at._tree, "file_uploader")
+    at.run()
+    assert "already a class called ring" not in texts(at)
+    assert _path_of(at._tree, "file_uploader") == with_error == with_message

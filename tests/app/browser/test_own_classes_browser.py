@@ -25,6 +25,10 @@ def test_an_uploaded_zip_fills_the_classes_and_a_bad_one_loses_nothing(page, tmp
     assert page.get_by_text("circle: 6 pictures").count() == 1
     assert page.get_by_text("square: 5 pictures").count() == 1
     assert page.get_by_role("button", name="Train on these classes").count() == 1
+    # The uploader is empty again: holding the zip, it offered to add the same pictures twice.
+    uploader = page.locator('[data-testid="stFileUploader"]')
+    assert "shapes.zip" not in uploader.inner_text()
+    assert page.get_by_role("button", name="Add these pictures").count() == 0
     for width in (1400, 800, 400):
         page.set_viewport_size({"width": width, "height": 1000})
         wait_until_idle(page)
@@ -38,3 +42,11 @@ def test_an_uploaded_zip_fills_the_classes_and_a_bad_one_loses_nothing(page, tmp
     assert page.get_by_text("circle/2.png is not a picture this app can read").count() == 1
     assert page.get_by_text("circle: 6 pictures").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
+
+    # Replacing the refused zip with a good one: the new file arrives (it used to vanish now and then).
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(good))
+    wait_until_idle(page)
+    page.get_by_role("button", name="Add these pictures").click()
+    wait_until_idle(page)
+    assert page.get_by_text("circle: 12 pictures").count() == 1
+    assert page.get_by_text("square: 10 pictures").count() == 1
