@@ -7,6 +7,14 @@ from tests.app.browser.harness import wait_until_idle
 from tests.core.engine.test_own_data import make_zip, shape_png
 
 
+def add_zip(page, path) -> None:
+    """Choose the zip in the uploader, wait for it to arrive, press Add these pictures."""
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+    wait_until_idle(page)
+    page.get_by_role("button", name="Add these pictures").click()
+    wait_until_idle(page)
+
+
 def test_an_uploaded_zip_fills_the_classes_and_a_bad_one_loses_nothing(page, tmp_path):
     good = tmp_path / "shapes.zip"
     good.write_bytes(make_zip(
@@ -18,10 +26,7 @@ def test_an_uploaded_zip_fills_the_classes_and_a_bad_one_loses_nothing(page, tmp
 
     page.goto("/own_classes")
     wait_until_idle(page)
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(good))
-    wait_until_idle(page)
-    page.get_by_role("button", name="Add these pictures").click()
-    wait_until_idle(page)
+    add_zip(page, good)
     assert page.get_by_text("circle: 6 pictures").count() == 1
     assert page.get_by_text("square: 5 pictures").count() == 1
     assert page.get_by_role("button", name="Train on these classes").count() == 1
@@ -35,18 +40,12 @@ def test_an_uploaded_zip_fills_the_classes_and_a_bad_one_loses_nothing(page, tmp
         screenshot(page, f"own_classes_{width}")
     page.set_viewport_size({"width": 1400, "height": 1000})
 
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(bad))
-    wait_until_idle(page)
-    page.get_by_role("button", name="Add these pictures").click()
-    wait_until_idle(page)
+    add_zip(page, bad)
     assert page.get_by_text("circle/2.png is not a picture this app can read").count() == 1
     assert page.get_by_text("circle: 6 pictures").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
 
     # Replacing the refused zip with a good one: the new file arrives (it used to vanish now and then).
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(good))
-    wait_until_idle(page)
-    page.get_by_role("button", name="Add these pictures").click()
-    wait_until_idle(page)
+    add_zip(page, good)
     assert page.get_by_text("circle: 12 pictures").count() == 1
     assert page.get_by_text("square: 10 pictures").count() == 1
