@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import streamlit as st
 
-from ui import charts, page_slots, timing
+from ui import charts, timing
 
 if TYPE_CHECKING:
     from cnn_core.engine.training import ProgressSnapshot
@@ -220,11 +220,6 @@ def show(job: TrainingJob, *, key: str) -> None:
     @st.fragment(run_every=FIRST_POINT_REFRESH_S if fast else REFRESH_S)
     def live() -> None:
         started = timing.start()
-        # A refresh takes its turn with the page runs (ui/page_slots.py); inside the page's own run it has one.
-        with page_slots.slot("live view"):
-            _live(started)
-
-    def _live(started: float) -> None:
         snapshot = job.progress.snapshot()
         if needs_full_rerun(job, snapshot, fast):
             # Ended, or the fast refresh is no longer needed: a full rerun shows the result or sets the period.
