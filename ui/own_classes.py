@@ -30,7 +30,19 @@ def choices() -> tuple[str, ...]:
 
 def _save(collection: own_data.Collection, message: str) -> None:
     own_classes.save(app_state.get().workspace, collection)
-    st.session_state["own-message"] = message
+    st.session_state["own-message"] = plain(message)
+
+
+def _notice(key: str, alert: str) -> None:
+    """Show, once, the message the last action left under `key`, in a slot that is there either way.
+
+    Had the message come and gone, everything below it would move; the browser rebuilds a widget
+    that moves, and the zip uploader, rebuilt mid-upload, dropped its file (a replaced zip vanished).
+    """
+    slot = st.empty()
+    text = st.session_state.pop(key, None)
+    if text:
+        getattr(slot, alert)(text)
 
 
 def _add_class() -> None:
@@ -55,10 +67,7 @@ def define(collection: own_data.Collection) -> None:
     add_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
     add_col.text_input("New class name", key="own-new-name", placeholder="circle", max_chars=24)
     button_col.button("Add class", key="own-add-class", width="stretch", on_click=_add_class)
-    failure = st.session_state.pop("own-define-error", None)
-    notice = st.empty()  # a fixed slot, so the uploader below keeps its place (see `show`)
-    if failure:
-        notice.error(failure)
+    _notice("own-define-error", "error")
     if collection:
         with st.expander("Delete a class"):
             doomed = st.selectbox("Class", list(collection), key="own-delete-name")
@@ -151,12 +160,7 @@ def train_button(collection: own_data.Collection) -> None:
 def show() -> None:
     state = app_state.get()
     collection = own_classes.load(state.workspace)
-    message = st.session_state.pop("own-message", None)
-    # The message has a slot of its own, there or not: had it shifted what follows, the zip uploader
-    # below would be rebuilt by the next run and drop a file still being uploaded (a replaced zip vanished).
-    notice = st.empty()
-    if message:
-        notice.success(plain(message))
+    _notice("own-message", "success")
     # The canvas needs its whole width: in a half-width column it was clipped at 800 px, so the right
     # part moves below the left when the two no longer fit side by side.
     left, right = layout.wrapping_row("own", ["wide", None])
