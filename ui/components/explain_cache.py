@@ -7,6 +7,7 @@ Keyed by the model's name and identity and a hash of the image's bytes. Kept in 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -15,6 +16,8 @@ import streamlit as st
 
 CACHE_KEY = "explain-cache"
 MAX_ENTRIES = 16
+# Where an entry keeps its model: a key no caller asks for.
+MODEL = ("model",)
 
 
 def image_hash(image: np.ndarray) -> str:
@@ -26,10 +29,14 @@ def entry(name: str, model, image: np.ndarray) -> dict[str, Any]:
     """The dict of everything already explained for this model and image (filled in lazily by callers)."""
     cache: OrderedDict = st.session_state.setdefault(CACHE_KEY, OrderedDict())
     key = (name, id(model), image_hash(image))
-    if key in cache:
+    # An id is reused once its object is freed: a model reloaded or retrained under the same name can get
+    # the old one's id, so an entry also remembers (weakly) which model it was for.
+    kept = cache.get(key)
+    if kept is not None and kept[MODEL]() is model:
         cache.move_to_end(key)
-        return cache[key]
-    cache[key] = {}
+        return kept
+    cache[key] = {MODEL: weakref.ref(model)}
+    cache.move_to_end(key)
     while len(cache) > MAX_ENTRIES:
         cache.popitem(last=False)
     return cache[key]
