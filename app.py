@@ -5,6 +5,7 @@ import streamlit as st
 from ui.entry import refuse_bad_settings
 from ui.errors import shown_as_error
 from ui.images import app_icon
+from ui.page_slots import slot
 
 # A local picture: ":material/…" and emoji icons are fetched from a CDN, and the app must work offline.
 st.set_page_config(page_title="How CNNs see", page_icon=app_icon(), layout="wide")
@@ -36,5 +37,6 @@ navigation = st.navigation(
     }
 )
 # A bug anywhere in a page is logged with a reference and shown as a short apology, never raw.
-with shown_as_error(stop=False):
+# Pages take turns (ui/page_slots.py), so a crowd on one page does not slow everyone's strokes.
+with shown_as_error(stop=False), slot(navigation.url_path):
     navigation.run()

@@ -62,6 +62,9 @@ variable                    meaning                                             
 ``CNN_MODEL_CACHE_MODELS``  learners' models one web process keeps loaded,      12            12
                             shared by all its sessions (model_cache.py)
 ``CNN_MODEL_CACHE_MB``      weight budget of those models, MiB                  256           256
+``CNN_PAGE_SLOTS``          page runs (other than Draw's) one web process       1             1
+                            works on at once; the rest wait their turn
+                            (ui/page_slots.py)
 ==========================  ==================================================  ============  ============
 
 A value that cannot be read raises ValueError naming the variable and what it accepts, so a
@@ -133,6 +136,9 @@ class Settings:
     # their weights' budget (cnn_core/service/model_cache.py); the rest are reloaded from the workspace.
     model_cache_models: int = 12
     model_cache_mb: float = 256.0
+    # Full page runs a web process works on at once, Draw's excepted (ui/page_slots.py): its sessions share
+    # one interpreter, and a crowd opening Train at once must not make a stroke's answer wait behind them.
+    page_slots: int = 1
 
     def __post_init__(self):
         if self.job_runner not in JOB_RUNNERS:
@@ -309,6 +315,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "worker_nice": ("CNN_WORKER_NICE", _int_parser(0, 19)),
     "model_cache_models": ("CNN_MODEL_CACHE_MODELS", _int_parser(1, 10_000)),
     "model_cache_mb": ("CNN_MODEL_CACHE_MB", _float_parser(1, 1_000_000)),
+    "page_slots": ("CNN_PAGE_SLOTS", _int_parser(1, 256)),
 }
 
 

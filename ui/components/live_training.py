@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import streamlit as st
 
-from ui import charts, timing
+from ui import charts, page_slots, timing
 
 if TYPE_CHECKING:
     from cnn_core.engine.training import ProgressSnapshot
@@ -130,6 +130,14 @@ def _set_learning_rate(job: TrainingJob, key: str) -> None:
         st.session_state[f"{key}-lr-error"] = str(error)
 
 
+STEERING_BUTTONS = ("stop", "resume", "pause", "lr-apply")
+
+
+def clicked(key: str) -> bool:
+    """Whether this run follows a click on one of the live view's buttons (a button is True for one run)."""
+    return any(st.session_state.get(f"{key}-{button}") for button in STEERING_BUTTONS)
+
+
 def steering(job: TrainingJob, key: str) -> None:
     """Stop, pause or resume, and a new learning rate from the next batch on."""
     stop_col, pause_col, lr_col, apply_col = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
@@ -220,6 +228,12 @@ def show(job: TrainingJob, *, key: str) -> None:
     @st.fragment(run_every=FIRST_POINT_REFRESH_S if fast else REFRESH_S)
     def live() -> None:
         started = timing.start()
+        # A timed refresh takes its turn with the page runs (ui/page_slots.py); inside the page's own run it
+        # has one, and one that carries a click (its callback already ran) shows its effect at once.
+        with page_slots.slot("live view", urgent=clicked(key)):
+            _live(started)
+
+    def _live(started: float) -> None:
         snapshot = job.progress.snapshot()
         if needs_full_rerun(job, snapshot, fast):
             # Ended, or the fast refresh is no longer needed: a full rerun shows the result or sets the period.
