@@ -331,12 +331,13 @@ class JobQueue:
             name = job.experiment.training.dataset
             shipped = None if registry.get(name).bundled else datasets.load(name)
             worker.stop.clear()
-            worker.conn.send((job.checked, shipped, self.precision, job_options(job)))
+            worker.conn.send((job.checked, shipped, self.precision, job_options(job), job.id))
             while True:
                 if job._stop_event.is_set():
                     worker.stop.set()
                 while job._commands:
-                    worker.commands.send(job._commands.popleft())
+                    # Tagged with the run: the worker ignores what was meant for an earlier one.
+                    worker.commands.send((job.id, *job._commands.popleft()))
                 if not worker.conn.poll(0.05):
                     if not worker.process.is_alive() and not worker.conn.poll():
                         raise WorkerCrashed(worker.process.exitcode)

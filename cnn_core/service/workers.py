@@ -180,14 +180,20 @@ def apply_command(control: training.TrainingControl, command: tuple[str, float |
         control.set_learning_rate(value)
 
 
-def _steering_thread(commands, control: training.TrainingControl, done: threading.Event) -> threading.Thread:
-    """A thread that applies the server's commands to this run's control until `done` is set."""
+def _steering_thread(commands, control: training.TrainingControl, done: threading.Event,
+                     run_id: str) -> threading.Thread:
+    """A thread that applies the server's commands for run `run_id` to its control until `done` is set.
+
+    A command for another run was sent after that run ended: it is read and dropped.
+    """
 
     def listen() -> None:
         while not done.is_set():
             try:
                 if commands.poll(0.05):
-                    apply_command(control, commands.recv())
+                    run, *command = commands.recv()
+                    if run == run_id:
+                        apply_command(control, tuple(command))
             except (EOFError, OSError):
                 return
             except ValueError:
@@ -256,7 +262,8 @@ def lower_priority(niceness: int) -> None:
 
 def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_precision: str = "float32",
                  niceness: int = 0) -> None:
-    """The worker process: receive (checked experiment, dataset or None, precision, options), train, send the outcome."""
+    """The worker process: receive (checked experiment, dataset or None, precision, options, run id), train,
+    send the outcome."""
     lower_priority(niceness)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -279,14 +286,13 @@ def _worker_main(conn, stop, threads: int, commands=None, ready=None, warm_preci
             return
         if message is None:
             return
-        checked, dataset, precision, options = message
+        checked, dataset, precision, options, run_id = message
         last_sent = 0.0
         control = training.TrainingControl()
         done = threading.Event()
-        # Commands sent after the previous run ended are about that run, not this one.
-        while commands is not None and commands.poll():
-            commands.recv()
-        steering = None if commands is None else _steering_thread(commands, control, done)
+        # Commands are tagged with their run, so a late one for the previous run is ignored. (They were
+        # drained here instead, and with them a Pause pressed before this run reached the worker.)
+        steering = None if commands is None else _steering_thread(commands, control, done, run_id)
 
         def relay(event) -> None:
             nonlocal last_sent

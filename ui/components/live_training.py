@@ -140,23 +140,24 @@ def clicked(key: str) -> bool:
 
 def steering(job: TrainingJob, key: str) -> None:
     """Stop, pause or resume, and a new learning rate from the next batch on."""
-    stop_col, pause_col, lr_col, apply_col = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    stop_col.button("Stop training", key=f"{key}-stop", on_click=job.stop, type="primary", width="stretch",
-                    help="Stops after the current batch; the model keeps what it learned so far.")
+    # One row that wraps where it runs out of room: in four equal columns, 800 px cut the labels short
+    # ("Change lea…", then "Stop trai…").
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    row.button("Stop training", key=f"{key}-stop", on_click=job.stop, type="primary",
+               help="Stops after the current batch; the model keeps what it learned so far.")
     if not job.steerable or job.state == "queued":
         # Nothing trains yet: pausing or a new learning rate would change nothing.
         return
     if job.paused:
-        pause_col.button("Resume", key=f"{key}-resume", on_click=job.resume, width="stretch",
-                         help="Goes on with exactly the steps that were left.")
+        row.button("Resume", key=f"{key}-resume", on_click=job.resume,
+                   help="Goes on with exactly the steps that were left.")
     else:
-        pause_col.button("Pause", key=f"{key}-pause", on_click=job.pause, width="stretch",
-                         help="Holds training after the current batch; look around, then resume.")
-    lr_col.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=job.experiment.training.learning_rate,
-                        step=None, format="%g", key=f"{key}-lr")
-    apply_col.button("Change learning rate", key=f"{key}-lr-apply", on_click=_set_learning_rate, args=(job, key),
-                     width="stretch", help="Takes effect at the next batch and replaces any schedule; the curves "
-                     "mark the change.")
+        row.button("Pause", key=f"{key}-pause", on_click=job.pause,
+                   help="Holds training after the current batch; look around, then resume.")
+    row.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=job.experiment.training.learning_rate,
+                     step=None, format="%g", key=f"{key}-lr", width=170)
+    row.button("Change learning rate", key=f"{key}-lr-apply", on_click=_set_learning_rate, args=(job, key),
+               help="Takes effect at the next batch and replaces any schedule; the curves mark the change.")
     error = st.session_state.pop(f"{key}-lr-error", None)
     if error:
         st.error(error)

@@ -369,3 +369,40 @@ def test_the_train_layer_table_and_the_evaluate_figures_are_whole(sized_page, wi
                                       "e => e.clientWidth === 0 || e.scrollWidth <= e.clientWidth + 1)"), i
     assert sideways_scrollers(page) == [] and widest_overflow(page) == []
     screenshot(page, f"layout-evaluate-{width}")
+
+
+def test_the_live_views_buttons_are_whole_from_1400_to_400_px(sized_page):
+    first = sized_page(1400, 900)
+    first.goto("/train")
+    wait_until_idle(first)
+    first.get_by_text("Train on a subset").click()
+    wait_until_idle(first)
+    for name, value in (("Training images", "3000"), ("Epochs", "4")):
+        field = first.get_by_role("spinbutton", name=name)
+        field.fill(value)
+        field.press("Enter")
+    wait_until_idle(first)
+    first.get_by_role("button", name="Start training").click()
+    # Paused, so the run neither moves nor ends while the widths are checked.
+    first.get_by_role("button", name="Pause").click(timeout=120_000)
+    first.get_by_text(re.compile("Paused at epoch")).wait_for(timeout=60_000)
+    try:
+        for width in (1400, 800, 400):
+            # The same workspace at each width, as a learner who opens the link on another screen.
+            page = first if width == 1400 else sized_page(width, 900)
+            if page is not first:
+                page.goto(first.url)
+            page.get_by_text(re.compile("Paused at epoch")).wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)  # a refresh at this width
+            screenshot(page, f"layout-live-view-{width}")
+            # Before, at 800 px: "Change lea…" in a quarter of the width.
+            for name in ("Stop training", "Resume", "Change learning rate"):
+                assert_whole_button(page, name)
+                box = page.get_by_role("button", name=name).bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box)
+            number = page.get_by_role("spinbutton", name="Learning rate")
+            box = number.bounding_box()
+            assert box["width"] >= 100 and box["x"] + box["width"] <= width, box
+    finally:
+        first.get_by_role("button", name="Stop training").click()
+    first.get_by_text(re.compile("Stopped|active model")).first.wait_for(timeout=120_000)

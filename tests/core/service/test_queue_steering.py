@@ -53,6 +53,32 @@ def test_pause_holds_the_run_and_resume_finishes_every_step(queue):
     assert job.take_result().model.optimizer.learning_rate is not None
 
 
+def test_a_pause_pressed_before_the_run_reached_its_worker_holds_it(queue):
+    """The Pause button shows as soon as a run leaves the queue, before its worker has the run: a click
+    then is sent right behind the run. The worker used to drain such commands as left over from the
+    previous run, so the page showed Resume while the run trained to its end."""
+    job = queue.submit(_experiment(epochs=40), owner="early pauser")
+    assert _eventually(lambda: job.state == "running", timeout=60)
+    job.pause()
+    assert _eventually(lambda: job.progress.snapshot().paused, timeout=120), "the early Pause was lost"
+    held = _steps(job)
+    time.sleep(0.5)
+    assert _steps(job) == held < 40 * 6 and job.state == "running"
+    job.resume()
+    assert job.wait(timeout=300) and job.state == "finished", job.error
+    assert _steps(job) == 40 * 6
+
+
+def test_a_command_left_over_from_an_earlier_run_does_not_steer_the_next(queue):
+    first = queue.submit(_experiment(epochs=1), owner="late clicker")
+    assert first.wait(timeout=300) and first.state == "finished", first.error
+    first.pause()  # after its end: may still reach the worker, which must ignore it
+    second = queue.submit(_experiment(epochs=3), owner="late clicker")
+    assert second.wait(timeout=300) and second.state == "finished", second.error
+    assert not second.progress.snapshot().markers
+    assert _steps(second) == 3 * 6
+
+
 def test_frames_of_the_filmstrip_reach_the_job_and_continue_training_starts_from_weights(queue):
     probe = np.zeros((28, 28), np.float32)
     probe[10:18, 12:16] = 1.0
