@@ -21,7 +21,8 @@ stall the server.
 Measured with the drain benchmark (10 visitors drawing while 30 participants open Train and start
 runs, 2 workers on the same 2 cores; uvloop and the 1 ms switch interval of `ui/entry.py` in both):
 stroke p95 961, 1282, 561 ms with every run at once, 185, 247, 235 ms with one slot, runs alternated;
-the web server also used less CPU (28-37 s against 36-46 s). BENCHMARKS.md has the runs.
+the web server also used less CPU (28-37 s against 36-46 s). On a machine 3× slower (session 8):
+492, 471 ms with one slot against 992, 806 ms without. BENCHMARKS.md has the runs.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def configure(slots: int) -> None:
         _turns = Turns(slots)
 
 
-# How many slots the current thread holds, nested: a fragment drawn inside its page's run is already in.
+# Whether the current thread holds a slot: a fragment drawn inside its page's run is already in.
 _held = threading.local()
 
 
@@ -120,17 +121,17 @@ def slot(page: str, *, urgent: bool = False) -> Iterator[None]:
     An `urgent` run (someone waits on its answer, as on a stroke) and a thread that already holds
     a slot (a live view drawn inside the Train page's own run) go on at once.
     """
-    if urgent or page in UNGATED_PAGES or getattr(_held, "depth", 0):
+    if urgent or page in UNGATED_PAGES or getattr(_held, "inside", False):
         yield
         return
     turns = _slots()
     held = turns.acquire(timeout=MAX_WAIT_S)
     if not held:
         logger.warning("A %r page run waited %.0f s for a page slot and goes on without one.", page, MAX_WAIT_S)
-    _held.depth = 1
+    _held.inside = True
     try:
         yield
     finally:
-        _held.depth = 0
+        _held.inside = False
         if held:
             turns.release()
