@@ -68,10 +68,18 @@ class RunRecord:
     test_loss: float | None
     seconds: float
     stopped_reason: str
+    # What the Train page showed when the run ended, so a reload shows it again (older runs lack them).
+    message: str = ""
+    precision: str = "float32"
+    # The batch curve, thinned (`positions`, `loss`, `accuracy`), and the chart's `markers`.
+    curve: dict[str, list] = field(default_factory=dict)
+    # The workspace's key for the run (its filmstrip is kept under it); set when read back.
+    key: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["experiment"] = json.loads(self.experiment.to_json())
+        data.pop("key")
         return data
 
     @classmethod
@@ -231,7 +239,7 @@ class AppState:
 
     def add_run(self, run: RunRecord, filmstrip: bytes | None = None) -> str:
         """Record a finished run (and its filmstrip's npz bytes) in the workspace; returns the run's key."""
-        key = self.workspace.add_run(run.to_dict())
+        key = run.key = self.workspace.add_run(run.to_dict())
         if filmstrip is not None:
             try:
                 self.workspace.put_filmstrip(key, filmstrip)

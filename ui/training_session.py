@@ -8,10 +8,12 @@ from cnn_core.engine import registry, specs
 from ui.state import AppState, RunRecord
 
 if TYPE_CHECKING:
-    from cnn_core.engine.training import TrainingResult
+    from cnn_core.engine.training import ProgressSnapshot, TrainingResult
     from cnn_core.service.queue import TrainingJob
 
 FINISHED_STATES = ("finished", "stopped")
+# Points of the batch curve a run keeps for showing its result again after a reload.
+KEPT_CURVE_POINTS = 400
 
 
 def run_settings(training: specs.TrainingConfig) -> dict:
@@ -96,9 +98,42 @@ def collect(state: AppState, job: TrainingJob) -> str | None:
             test_loss=result.test_loss,
             seconds=result.seconds,
             stopped_reason=result.stopped_reason,
+            message=result.message,
+            precision=result.precision,
+            curve=kept_curve(job.progress.snapshot()),
         ),
         # Stored with the run, so its filmstrip can be scrubbed again after a reload.
         filmstrip=job.filmstrip.to_bytes() if len(job.filmstrip) else None,
     )
     state.last_result_message = result.message
     return name
+
+
+def kept_curve(snapshot: ProgressSnapshot) -> dict[str, list]:
+    """The batch curve thinned to at most KEPT_CURVE_POINTS points (the last one kept), and the markers."""
+    count = len(snapshot.batch_positions)
+    picked = list(range(0, count, max(1, -(-count // KEPT_CURVE_POINTS))))
+    if count and picked[-1] != count - 1:
+        picked[-1] = count - 1
+    return {
+        "positions": [snapshot.batch_positions[i] for i in picked],
+        "loss": [snapshot.batch_loss[i] for i in picked],
+        "accuracy": [snapshot.batch_accuracy[i] for i in picked],
+        "markers": [dict(marker) for marker in snapshot.markers],
+    }
+
+
+def snapshot_of(run: RunRecord) -> ProgressSnapshot:
+    """A finished run's progress as the live view last drew it, from what the workspace kept."""
+    from cnn_core.engine.training import ProgressSnapshot
+
+    curve = run.curve if isinstance(run.curve, dict) else {}
+    positions, loss, accuracy = (list(curve.get(part) or ()) for part in ("positions", "loss", "accuracy"))
+    if not len(positions) == len(loss) == len(accuracy):
+        positions = loss = accuracy = []
+    return ProgressSnapshot(
+        status="finished", epoch=len(run.history), epochs=run.experiment.training.epochs, step=0,
+        steps_per_epoch=0, fraction=1.0, eta_seconds=None, batch_loss=loss, batch_accuracy=accuracy,
+        epoch_history=[dict(row) for row in run.history], finished=None, batch_positions=positions,
+        precision=run.precision, markers=[dict(marker) for marker in curve.get("markers") or ()],
+    )

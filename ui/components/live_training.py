@@ -15,6 +15,7 @@ import streamlit as st
 from ui import charts, page_slots, timing
 
 if TYPE_CHECKING:
+    from cnn_core.engine.filmstrip import Filmstrip
     from cnn_core.engine.training import ProgressSnapshot
     from cnn_core.service.queue import TrainingJob
 
@@ -113,14 +114,14 @@ def show_curves(snapshot: ProgressSnapshot, position: float | None = None) -> No
         st.warning(health.overfitting_sentence(overfitting))
 
 
-def show_filmstrip_and_curves(job: TrainingJob, snapshot: ProgressSnapshot, key: str) -> None:
+def show_filmstrip_and_curves(strip: Filmstrip | None, snapshot: ProgressSnapshot, key: str) -> None:
     """The filmstrip's slider, the curves marked at its frame, then the frame's filters and feature maps."""
     from ui.components import filmstrip_view
 
-    frame = filmstrip_view.choose(job.filmstrip, key)
+    frame = None if strip is None else filmstrip_view.choose(strip, key)
     show_curves(snapshot, None if frame is None else frame.epochs)
     if frame is not None:
-        filmstrip_view.show_frame(job.filmstrip, frame)
+        filmstrip_view.show_frame(strip, frame)
 
 
 def _set_learning_rate(job: TrainingJob, key: str) -> None:
@@ -246,7 +247,7 @@ def show(job: TrainingJob, *, key: str) -> None:
         if job.state != "queued":
             # A queued run has no curve or frame yet; in a workshop most watchers wait in the queue, and
             # each of their refreshes then sends 12 messages instead of 22.
-            show_filmstrip_and_curves(job, snapshot, key)
+            show_filmstrip_and_curves(job.filmstrip, snapshot, key)
         timing.record("live view", started)
 
     live()

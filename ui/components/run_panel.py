@@ -7,6 +7,8 @@ in the queue's background thread, so this panel can disappear and come back with
 from __future__ import annotations
 
 import dataclasses
+import logging
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -18,6 +20,12 @@ from ui import state as app_state
 from ui.components import inside_model, live_training
 from ui.text import message as error_text
 from ui.text import plain
+
+if TYPE_CHECKING:
+    from cnn_core.engine.filmstrip import Filmstrip
+    from cnn_core.engine.training import ProgressSnapshot
+
+logger = logging.getLogger(__name__)
 
 
 def _start(experiment: Experiment, initial_weights=None) -> None:
@@ -57,10 +65,15 @@ def _save(name: str, key: str) -> None:
 
 
 def show_result(key: str) -> None:
-    """The last run's outcome: message, curves, download and save."""
+    """The last run's outcome: message, curves, download and save.
+
+    From the session's job while it has one; after a reload (a new session, the job already
+    collected) from the run the workspace kept.
+    """
     state = app_state.get()
     job = state.training_job
     if job is None:
+        _show_kept_run(state, key)
         return
     if job.state == "failed":
         st.error(error_text(job.error) if job.error else "Training failed.")
@@ -69,16 +82,47 @@ def show_result(key: str) -> None:
         st.warning(error_text(job.error) if job.error else "The run was stopped because nobody was watching it.")
         return
     name = state.runs[-1].name if state.runs and state.runs[-1].name in state.models else None
-    if state.last_result_message:
-        st.success(plain(state.last_result_message))
-    snapshot = job.progress.snapshot()
+    _show_outcome(state, name, state.last_result_message, job.progress.snapshot(), job.filmstrip, key)
+
+
+def _show_kept_run(state: app_state.AppState, key: str) -> None:
+    """The workspace's newest run, shown as it was when it ended, while its model is still there."""
+    run = state.runs[-1] if state.runs else None
+    if run is None or run.name not in state.models:
+        return
+    _show_outcome(state, run.name, run.message, training_session.snapshot_of(run), _kept_filmstrip(state, run), key)
+
+
+def _kept_filmstrip(state: app_state.AppState, run) -> Filmstrip | None:
+    """The run's stored filmstrip, decoded once per session and run."""
+    from cnn_core.engine.filmstrip import Filmstrip
+
+    kept = st.session_state.get("run-panel-filmstrip")
+    if kept is not None and kept[0] == (state.session_id, run.key):
+        return kept[1]
+    data = state.workspace.filmstrip(run.key) if run.key else None
+    strip = None
+    if data is not None:
+        try:
+            strip = Filmstrip.from_bytes(data)
+        except Exception:
+            # Only the pictures are lost: the curves, the model and the buttons still come.
+            logger.exception("The filmstrip of run %s in workspace %s does not open.", run.key, state.session_id)
+    st.session_state["run-panel-filmstrip"] = ((state.session_id, run.key), strip)
+    return strip
+
+
+def _show_outcome(state: app_state.AppState, name: str | None, result_message: str | None,
+                  snapshot: ProgressSnapshot, strip: Filmstrip | None, key: str) -> None:
+    if result_message:
+        st.success(plain(result_message))
     if snapshot.precision == "bfloat16":
         st.caption(
             "Trained in **bfloat16** (mixed precision: this CPU multiplies bfloat16 natively), with a float32 "
             "softmax; the model you get predicts in float32."
         )
     if snapshot.epoch_history or snapshot.batch_loss:
-        live_training.show_filmstrip_and_curves(job, snapshot, key)
+        live_training.show_filmstrip_and_curves(strip if strip is not None and len(strip) else None, snapshot, key)
     message = st.session_state.pop(f"{key}-save-message", None)
     if name is None:
         if message is not None:

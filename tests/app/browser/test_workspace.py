@@ -296,3 +296,29 @@ def test_a_paused_run_survives_a_reload_and_resumes_to_the_end(new_context):
     page.get_by_text("The model is now your active model").wait_for(timeout=240_000)
     wait_until_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_finished_runs_result_is_still_there_after_a_reload(new_context):
+    """The result of the last run (message, curves, filmstrip, Continue, download, save) outlives the session."""
+    page = new_context()
+    name = train_a_small_model(page)
+    main = page.locator('[data-testid="stMain"]')
+    success = main.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    charts = main.locator('[data-testid="stVegaLiteChart"]').count()
+    slider = page.get_by_role("slider", name=re.compile("Filmstrip"))
+    frame = slider.get_attribute("aria-valuetext")
+    assert charts >= 2 and slider.count() == 1
+
+    page.reload()
+    wait_until_idle(page)
+    page.get_by_text("The model is now your active model").wait_for(timeout=30_000)
+    wait_until_idle(page)
+    assert f"active model: {name}." in main.inner_text()
+    assert main.locator('[data-testid="stAlertContentSuccess"]').first.inner_text() == success
+    assert main.locator('[data-testid="stVegaLiteChart"]').count() == charts
+    assert slider.count() == 1 and slider.get_attribute("aria-valuetext") == frame
+    for button in ("Continue training", "Save", "Start training"):
+        assert page.get_by_role("button", name=button, exact=True).count() == 1, button
+    assert page.get_by_role("button", name="Download the model (.keras)").count() == 1
+    screenshot(page, "workspace-result-after-reload")
+    assert page.locator('[data-testid="stException"]').count() == 0
