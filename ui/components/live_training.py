@@ -36,42 +36,52 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
+# Curve names short enough that the legend is whole in a 230 px chart (800 px wide, sidebar open).
+TRAINING_RUNNING = "training (running avg)"
+TRAINING_EPOCH = "training (epoch end)"
+
+
 def curve_rows(snapshot: ProgressSnapshot, metric: str) -> list[dict]:
     """Long-form rows (epochs, value, curve) for one metric: the batch curve plus epoch points."""
     batch_values = snapshot.batch_loss if metric == "loss" else snapshot.batch_accuracy
     rows = [
-        {"epochs": position, metric: value, "curve": "training (running average)"}
+        {"epochs": position, metric: value, "curve": TRAINING_RUNNING}
         for position, value in zip(snapshot.batch_positions, batch_values, strict=False)
     ]
     for row in snapshot.epoch_history:
         if not row.get("complete", True):
             # A stopped run's last, partial epoch is not an end-of-epoch point.
             continue
-        rows.append({"epochs": row["epoch"] + 1, metric: row[metric], "curve": "training (end of epoch)"})
+        rows.append({"epochs": row["epoch"] + 1, metric: row[metric], "curve": TRAINING_EPOCH})
         if row.get(f"val_{metric}") is not None:
             rows.append({"epochs": row["epoch"] + 1, metric: row[f"val_{metric}"], "curve": "validation"})
     return rows
 
 
 CURVES = {
-    "training (running average)": "#9ecae1",
-    "training (end of epoch)": "#4c72b0",
+    TRAINING_RUNNING: "#9ecae1",
+    TRAINING_EPOCH: "#4c72b0",
     "validation": "#e4572e",
 }
+# A label this far along the x axis goes on the rule's left, or the chart's edge would cut it.
+RIGHT_SIDE_FROM = 0.6
 
 
 def curve_chart(rows: list[dict], metric: str, *, position: float | None = None, markers=(),
-                overfitting: int | None = None):
+                overfitting: int | None = None, overfitting_side: str = "right"):
     """Batch curve as a thin line, epoch values as lines with points, one colour per curve.
 
     `position` (epochs) draws the filmstrip slider's place as a vertical rule; `markers`
-    (learning-rate changes, pauses) and `overfitting` (an epoch) are labelled rules.
+    (learning-rate changes, pauses) and `overfitting` (an epoch) are labelled rules, a label on
+    the rule's right unless its `side` is "left".
     """
     colour = alt.Color("curve:N", scale=alt.Scale(domain=list(CURVES), range=list(CURVES.values())),
                        legend=alt.Legend(orient="bottom", direction="vertical", title=None, labelLimit=400))
     base = alt.Chart(alt.Data(values=rows)).encode(
         x=alt.X("epochs:Q", title="epochs"),
-        y=alt.Y(f"{metric}:Q", title=metric, scale=alt.Scale(zero=False)),
+        # No y title (the column's heading names the metric) and three significant digits (one point alone
+        # was labelled "2.314608"): the legend starts where the plot does and was pushed off the edge.
+        y=alt.Y(f"{metric}:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~g")),
         color=colour,
         tooltip=["curve:N", alt.Tooltip("epochs:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
     )
@@ -81,17 +91,27 @@ def curve_chart(rows: list[dict], metric: str, *, position: float | None = None,
     # Markers come as dicts or, from `show_curves` (whose chart shapes are cached), as tuples of items.
     rules = [dict(marker, kind="marker") for marker in markers]
     if overfitting is not None:
-        rules.append({"epochs": overfitting, "label": f"overfitting from epoch {overfitting}", "kind": "overfitting"})
+        rules.append({"epochs": overfitting, "label": f"overfitting from epoch {overfitting}", "kind": "overfitting",
+                      "side": overfitting_side})
     if rules:
         marks = alt.Chart(alt.Data(values=rules)).encode(x="epochs:Q")
         colour = alt.condition(alt.datum.kind == "overfitting", alt.value("#b2182b"), alt.value("#777777"))
         chart += marks.mark_rule(strokeDash=[4, 3]).encode(color=colour, tooltip=["label:N"])
-        chart += marks.mark_text(align="left", dx=3, dy=-4, angle=0, fontSize=11, baseline="top").encode(
-            text="label:N", color=colour, y=alt.value(2))
+        for side, align, dx in (("right", "left", 3), ("left", "right", -3)):
+            on_side = alt.datum.side == "left" if side == "left" else alt.datum.side != "left"
+            chart += marks.transform_filter(on_side).mark_text(
+                align=align, dx=dx, dy=-4, angle=0, fontSize=11, baseline="top").encode(
+                text="label:N", color=colour, y=alt.value(2))
     if position is not None:
         chart += alt.Chart(alt.Data(values=[{"epochs": position}])).mark_rule(color="#222222", strokeWidth=2).encode(
             x="epochs:Q", tooltip=[alt.Tooltip("epochs:Q", title="filmstrip at epoch", format=".2f")])
-    return chart
+    # Room on the right for the last tick's label ("2.0" was cut at the chart's edge).
+    return chart.properties(padding={"left": 5, "top": 5, "right": 14, "bottom": 5})
+
+
+def label_side(position: float, end: float) -> str:
+    """Which side of its rule a label at `position` goes, on an x axis that ends at `end` (epochs)."""
+    return "left" if end > 0 and position > RIGHT_SIDE_FROM * end else "right"
 
 
 def show_curves(snapshot: ProgressSnapshot, position: float | None = None) -> None:
@@ -99,15 +119,18 @@ def show_curves(snapshot: ProgressSnapshot, position: float | None = None) -> No
     from cnn_core.engine import health
 
     overfitting = health.overfitting_epoch(snapshot.epoch_history)
+    end = max(snapshot.batch_positions[-1:] + [row["epoch"] + 1 for row in snapshot.epoch_history[-1:]], default=0)
+    markers = tuple(tuple(sorted(dict(marker, side=label_side(marker["epochs"], end)).items()))
+                    for marker in snapshot.markers)
+    side = label_side(overfitting, end) if overfitting is not None else "right"
     loss_col, accuracy_col = st.columns(2)
     for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
         rows = curve_rows(snapshot, metric)
         with column:
             st.markdown(f"**{metric.capitalize()}**")
             if rows:
-                markers = tuple(tuple(sorted(marker.items())) for marker in snapshot.markers)
                 st.vega_lite_chart(charts.spec(curve_chart, rows, metric=metric, position=position, markers=markers,
-                                               overfitting=overfitting), height=300)
+                                               overfitting=overfitting, overfitting_side=side), height=300)
             else:
                 st.caption("The curve appears after the first batch.")
     if overfitting is not None:

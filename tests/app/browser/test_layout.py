@@ -371,6 +371,17 @@ def test_the_train_layer_table_and_the_evaluate_figures_are_whole(sized_page, wi
     screenshot(page, f"layout-evaluate-{width}")
 
 
+def ink_at_right_edge(chart) -> int:
+    """Dark pixels in a chart's last three columns: text or lines that its edge cuts off."""
+    import io
+
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(chart.screenshot())).convert("L")
+    width, height = picture.size
+    return sum(1 for value in picture.crop((width - 3, 0, width, height)).getdata() if value < 160)
+
+
 def test_the_live_views_buttons_are_whole_from_1400_to_400_px(sized_page):
     first = sized_page(1400, 900)
     first.goto("/train")
@@ -403,6 +414,11 @@ def test_the_live_views_buttons_are_whole_from_1400_to_400_px(sized_page):
             number = page.get_by_role("spinbutton", name="Learning rate")
             box = number.bounding_box()
             assert box["width"] >= 100 and box["x"] + box["width"] <= width, box
+            # Before, at 800 px: the legend's "training (running averag", the last tick and "pau" cut off.
+            curves = page.locator('[data-testid="stMain"] [data-testid="stVegaLiteChart"]')
+            curves.nth(1).wait_for(timeout=30_000)
+            for number in (0, 1):
+                assert ink_at_right_edge(curves.nth(number)) == 0, (width, number)
     finally:
         first.get_by_role("button", name="Stop training").click()
     first.get_by_text(re.compile("Stopped|active model")).first.wait_for(timeout=120_000)
