@@ -176,7 +176,13 @@ async def _draw_while(url: str, visitors: int, baseline_s: float, drain, samples
     return drained, samples[before:]
 
 
-async def _participant_run(url: str, train_subset: int, log: dict) -> None:
+# How long a participant watches at most: a quick-preset run takes seconds, so a run still going
+# after this is stuck, reported as a failure instead of holding the benchmark (and CI) for an hour.
+WATCH_LIMIT_S = 120.0
+WATCH_LIMIT_PER_RUN_S = 30.0
+
+
+async def _participant_run(url: str, train_subset: int, log: dict, watch_limit_s: float) -> None:
     """One participant on the Train page: the quick preset on a subset, Start, the live view until the run ends."""
     from bench.load_test import _key_ending
     from bench.streamlit_client import StreamlitClient
@@ -202,7 +208,7 @@ async def _participant_run(url: str, train_subset: int, log: dict) -> None:
             # The live view reruns on its own timers, as the browser schedules them, until the run
             # ends and a full rerun shows the result (and sets no timer).
             last_run = dict.fromkeys(client.fragments, time.monotonic())
-            deadline = time.monotonic() + 3600
+            deadline = time.monotonic() + watch_limit_s
             while client.fragments and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 for fragment, interval in list(client.fragments.items()):
@@ -210,6 +216,8 @@ async def _participant_run(url: str, train_subset: int, log: dict) -> None:
                         last_run[fragment] = time.monotonic()
                         await client.rerun(fragment_id=fragment)
                         log["refreshes"] += 1
+            if client.fragments:
+                raise TimeoutError(f"the run had not ended after {watch_limit_s:.0f} s")
             log["ended"].append(time.monotonic())
     except Exception as exc:  # noqa: BLE001 - a participant who failed is a result to report.
         log["failures"].append(f"{stage}: {type(exc).__name__}: {exc}"[:300])
@@ -221,22 +229,25 @@ async def _drain_through_pages(app_url: str, redis_url: str, runs: int, train_su
 
     log: dict = {"ended": [], "failures": [], "refreshes": 0}
     started = time.monotonic()
-    await asyncio.gather(*(_participant_run(app_url, train_subset, log) for _ in range(runs)))
+    limit = WATCH_LIMIT_S + WATCH_LIMIT_PER_RUN_S * runs
+    await asyncio.gather(*(_participant_run(app_url, train_subset, log, limit) for _ in range(runs)))
     drain = time.monotonic() - started
     conn = connect(redis_url)
-    run_seconds, finished, trained_twice = [], 0, 0
+    run_seconds, finished, trained_twice, states = [], 0, 0, {}
     for key in conn.scan_iter(match=run_key("*")):
         run_id = key.decode().rsplit(":", 1)[1]
         if key.decode() != run_key(run_id):
             continue  # a run's events, liveness or result key
         fields = conn.hgetall(key)
+        state = fields.get(b"state", b"?").decode()
+        states[state] = states.get(state, 0) + 1
         if fields.get(b"state") == b"finished":
             finished += 1
             run_seconds.append(float(fields[b"finished_at"]) - float(fields[b"started_at"]))
         starts = sum(1 for _, entry in conn.xrange(run_key(run_id, "events")) if entry[b"kind"] == b"TrainStarted")
         trained_twice += starts > 1
     return {"drain_s": drain, "run_seconds": run_seconds, "finished": finished, "trained_twice": trained_twice,
-            "participant_failures": log["failures"], "live_view_refreshes": log["refreshes"]}
+            "participant_failures": log["failures"], "live_view_refreshes": log["refreshes"], "states": states}
 
 
 class _Stamped(list):
@@ -390,6 +401,7 @@ def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple
         if drained["run_seconds"] else None,
         "participants' live-view refreshes": drained["live_view_refreshes"],
         "participants who failed (first 3)": drained["participant_failures"][:3],
+        "runs by their state at the end": drained.get("states", {}),
         "strokes answered during the drain": len(strokes),
         "strokes that got no answer": len(drawing["failures"]),
         "stroke to answer ms during the drain (p50/p95/max)": [round(p50), round(p95), round(max(strokes))],
