@@ -132,7 +132,7 @@ def test_a_learners_model_pushed_out_of_the_cache_still_works_on_the_draw_page(o
 
 
 def test_a_workers_result_is_collected_without_building_a_keras_model():
-    from cnn_core.engine.training import TrainingResult
+    from cnn_core.engine.training import ProgressRecorder, TrainingResult
     from ui import training_session
 
     experiment = _experiment(seed=4)
@@ -150,6 +150,8 @@ def test_a_workers_result_is_collected_without_building_a_keras_model():
                 return 0
 
         filmstrip = filmstrip()
+        # The curves a run keeps come from its progress (here: a run with no batch recorded).
+        progress = ProgressRecorder()
 
     cache = ModelCache(max_models=4, max_bytes=2**30)
     state = _state(cache)
