@@ -161,22 +161,22 @@ def _next_steps(bundle, key: str) -> None:
         return
     from cnn_core.workshop import export
 
-    more_col, button_col, script_col, notebook_col = st.columns(4, vertical_alignment="bottom")
-    more_col.number_input("More epochs", min_value=1, max_value=loaders.settings().max_epochs, value=2, step=1,
-                          key=f"{key}-more-epochs")
-    button_col.button("Continue training", key=f"{key}-continue", on_click=_continue, args=(bundle, key),
-                      width="stretch", help="Trains this model further from its current weights, with the same "
-                      "settings (the optimizer and any schedule start afresh).")
+    # One row that wraps, as the live view's steering row: four equal columns cut the labels at 800 px.
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    row.number_input("More epochs", min_value=1, max_value=loaders.settings().max_epochs, value=2, step=1,
+                     key=f"{key}-more-epochs", width=170)
+    row.button("Continue training", key=f"{key}-continue", on_click=_continue, args=(bundle, key),
+               help="Trains this model further from its current weights, with the same "
+               "settings (the optimizer and any schedule start afresh).")
     stem = safe_name(bundle.name)
-    script_col.download_button(
+    row.download_button(
         "Download as script", data=lambda: export.script(bundle.experiment, bundle.name), file_name=f"{stem}.py",
-        mime="text/x-python", key=f"{key}-script", on_click="ignore", width="stretch",
+        mime="text/x-python", key=f"{key}-script", on_click="ignore",
         help="The same run in plain Keras, as in the classic tutorials: data, layers, optimizer, seed, model.fit.",
     )
-    notebook_col.download_button(
+    row.download_button(
         "Download as notebook", data=lambda: export.notebook(bundle.experiment, bundle.name),
         file_name=f"{stem}.ipynb", mime="application/x-ipynb+json", key=f"{key}-notebook", on_click="ignore",
-        width="stretch",
     )
     st.markdown("**Inside the trained model**")
     inside_model.show(bundle, bundle.experiment.training.dataset, app_state.get().last_drawing, key)

@@ -18,6 +18,7 @@ from cnn_core.service import persistence
 from cnn_core.workshop import sharing
 from tests.app.browser.conftest import screenshot
 from tests.app.browser.harness import LINK_SECRET, serve_app, wait_until_idle
+from tests.app.browser.test_layout import assert_whole_button
 
 pytestmark = [
     pytest.mark.browser,
@@ -322,3 +323,8 @@ def test_a_finished_runs_result_is_still_there_after_a_reload(new_context):
     assert page.get_by_role("button", name="Download the model (.keras)").count() == 1
     screenshot(page, "workspace-result-after-reload")
     assert page.locator('[data-testid="stException"]').count() == 0
+    # Before, at 800 px (sidebar open): "Continue tr…" and "Download …" in four equal columns.
+    page.set_viewport_size({"width": 800, "height": 1000})
+    page.wait_for_timeout(800)
+    for button in ("Continue training", "Download as script", "Download as notebook"):
+        assert_whole_button(page, button)
