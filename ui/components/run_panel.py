@@ -122,7 +122,7 @@ def _show_outcome(state: app_state.AppState, name: str | None, result_message: s
             "softmax; the model you get predicts in float32."
         )
     if snapshot.epoch_history or snapshot.batch_loss:
-        live_training.show_filmstrip_and_curves(strip if strip is not None and len(strip) else None, snapshot, key)
+        live_training.show_filmstrip_and_curves(strip, snapshot, key)
     message = st.session_state.pop(f"{key}-save-message", None)
     if name is None:
         if message is not None:
