@@ -294,10 +294,13 @@ def _drain_in_own_process(app_url: str, redis_url: str, runs: int, train_subset:
 
 
 def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int, baseline_s: float,
-                          others: dict[str, int] | None = None) -> dict:
+                          others: dict[str, int] | None = None, drains: int = 1) -> dict:
     """The web tier under a drain: a Streamlit server on CNN_REDIS_URL serving visitors who draw.
 
     `others` names further processes (workers, redis) whose CPU use over the drain is reported.
+    With `drains` > 1, as many classes of `runs` participants come one after another to the same
+    server: growth that repeats with each class is a leak, growth only in the first is a fill.
+    The figures of the first drain are the ones reported; the later drains add RSS at their ends.
     """
     import psutil
 
@@ -310,8 +313,10 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     timing_log = Path(tempfile.mkdtemp(prefix="cnn-drain-")) / "timing.jsonl"
     # Sessions whose browser left are dropped after 10 s instead of Streamlit's 120 s, so the RSS
     # sampled a while after the drain shows what the server keeps once everyone has gone.
+    # e.g. DRAIN_SERVER_ENV='{"MALLOC_ARENA_MAX": "2"}' to compare a server setting in one tree.
     with serve_app({"CNN_REDIS_URL": url, "CNN_MAX_QUEUED_JOBS": str(runs + 5),
-                    "CNN_TIMING_LOG": str(timing_log), "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": "10"}) as app:
+                    "CNN_TIMING_LOG": str(timing_log), "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": "10",
+                    **json.loads(os.environ.get("DRAIN_SERVER_ENV", "{}"))}) as app:
         server = psutil.Process(app.process.pid)
         done = threading.Event()
 
@@ -328,17 +333,29 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
         # The participants' clients run in a process of their own (below), which has ended by then.
         cpu: dict[str, dict[str, float]] = {}
 
+        async def one_drain() -> dict:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                return await asyncio.wrap_future(pool.submit(_drain_in_own_process, app.url, url, runs, train_subset))
+
         async def drain() -> dict:
             cpu["before"] = _cpu_seconds(pids)
             try:
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    return await asyncio.wrap_future(pool.submit(
-                        _drain_in_own_process, app.url, url, runs, train_subset))
+                first = await one_drain()
             finally:
                 cpu["after"] = _cpu_seconds(pids)
+            marks["first_end"] = time.monotonic()
+            for _ in range(drains - 1):
+                later = await one_drain()
+                marks.setdefault("later_ends", []).append(time.monotonic())
+                first.setdefault("later_drains", []).append(
+                    {"finished": later["finished"], "failures": len(later["participant_failures"]),
+                     "drain_s": round(later["drain_s"], 1)})
+            return first
 
         try:
-            drained, during = asyncio.run(_draw_while(app.url, visitors, baseline_s, drain, samples, failures, marks))
+            drained, _ = asyncio.run(_draw_while(app.url, visitors, baseline_s, drain, samples, failures, marks))
+            during = [ms for at, ms in zip(samples.at, samples, strict=True)
+                      if marks["drain"] <= at <= marks["first_end"]]
             time.sleep(LEFT_S)  # everyone has left: expired sessions go, the periodic collection runs
             marks["left"] = time.monotonic()
         finally:
@@ -350,15 +367,16 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
 
     if not during or not memory:
         raise RuntimeError(f"No stroke was measured during the drain; failures: {failures[:3]}")
-    start, at_drain, end = rss_at(marks["warm"]), rss_at(marks["drain"]), rss_at(marks["end"])
+    start, at_drain, end = rss_at(marks["warm"]), rss_at(marks["drain"]), rss_at(marks["first_end"])
     # Growth that stops is a cache filling; growth that goes on through the second half is a leak.
-    middle = rss_at((marks["drain"] + marks["end"]) / 2)
-    peak = max(mb for moment, mb in memory if moment >= marks["drain"])
+    middle = rss_at((marks["drain"] + marks["first_end"]) / 2)
+    peak = max(mb for moment, mb in memory if marks["drain"] <= moment <= marks["first_end"])
     # What the server itself spent per run of the Draw page and per live-view refresh during the drain.
     server: dict[str, list[tuple[float, float]]] = {}
     for line in timing_log.read_text().splitlines() if timing_log.exists() else []:
         entry = json.loads(line)
-        if entry["at"] >= marks["drain_wall"]:
+        if entry["at"] >= marks["drain_wall"] and entry["at"] <= marks["drain_wall"] + (
+                marks["first_end"] - marks["drain"]):
             server.setdefault(entry["what"], []).append((entry["ms"], entry.get("cpu_ms", float("nan"))))
     cpu_used = {name: round(cpu["after"][name] - cpu["before"][name], 1) for name in pids}
     # The benchmark started the others: its own share is what is left of its tree's.
@@ -368,14 +386,15 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     # Strokes by when in the drain they were answered, in 10 s spells: is the wait spread or bunched?
     spells: dict[int, list[float]] = {}
     for at, ms in zip(samples.at, samples, strict=True):
-        if at >= marks["drain"]:
+        if marks["drain"] <= at <= marks["first_end"]:
             spells.setdefault(int((at - marks["drain"]) // 10), []).append(ms)
     return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
             "server": server, "cpu_s": cpu_used, "spells": spells,
             "rss_start": start,
             "rss_drain": at_drain, "rss_mid": middle, "rss_peak": peak, "rss_end": end,
             "rss_left": rss_at(marks["left"]),
-            "drain_s": marks["end"] - marks["drain"]}
+            "rss_later_ends": [rss_at(moment) for moment in marks.get("later_ends", [])],
+            "drain_s": marks["first_end"] - marks["drain"]}
 
 
 def _server_figures(values: list[tuple[float, float]], p95_of) -> list:
@@ -417,6 +436,9 @@ def _drawing_rows(drawing: dict, runs: int, visitors: int, quick: bool) -> tuple
             round(drawing[key]) for key in ("rss_start", "rss_drain", "rss_mid", "rss_peak", "rss_end")],
         f"web server RSS MB {LEFT_S:.0f} s after everyone left": round(drawing["rss_left"]),
     }
+    if drawing["rss_later_ends"]:
+        figures["later drains on the same server (runs finished so far, failures, s)"] = drained.get("later_drains")
+        figures["web server RSS MB at the end of each later drain"] = [round(mb) for mb in drawing["rss_later_ends"]]
     rows = [
         {"what": f"workshop drain through the web tier: {runs} participants start and watch runs on the Train "
                  f"page (server on CNN_REDIS_URL, 2 workers) while {visitors} visitors draw: stroke to answer p95",
@@ -446,7 +468,7 @@ def _lower_priority(supervisor, niceness: int) -> None:
         process.nice(niceness)
 
 
-def run_drawing(quick: bool, niced: bool = False) -> dict:
+def run_drawing(quick: bool, niced: bool = False, drains: int = 1) -> dict:
     """Only the drawing-during-a-drain measurement (`python -m bench.redis_workers --drawing [--nice]`).
 
     With `niced`, the same drain runs a second time with the workers at nice 19: on a server whose
@@ -455,7 +477,8 @@ def run_drawing(quick: bool, niced: bool = False) -> dict:
     from cnn_core.service.redis_queue import connect
 
     sizes = QUICK if quick else FULL
-    results: dict = {"runs": sizes["drawing_runs"], "train_subset": sizes["train_subset"], "summary": []}
+    results: dict = {"runs": sizes["drawing_runs"], "train_subset": sizes["train_subset"], "drains": drains,
+                     "summary": []}
     for niceness in (0, 19) if niced else (0,):
         with redis_server() as server, supervised_workers(server.url, 2) as workers:
             wait_for_workers(connect(server.url), 2)
@@ -463,7 +486,7 @@ def run_drawing(quick: bool, niced: bool = False) -> dict:
                 _lower_priority(workers, niceness)
             drawing = _drawing_during_drain(server.url, sizes["drawing_runs"], sizes["train_subset"],
                                             sizes["visitors"], sizes["calm_s"],
-                                            {"workers": workers.pid, "redis": server.process.pid})
+                                            {"workers": workers.pid, "redis": server.process.pid}, drains)
         figures, rows = _drawing_rows(drawing, sizes["drawing_runs"], sizes["visitors"], quick)
         label = f" (workers at nice {niceness})" if niceness else ""
         results.update({key + label: value for key, value in figures.items()})
@@ -535,6 +558,7 @@ if __name__ == "__main__":
 
     quick = "--quick" in sys.argv
     if "--drawing" in sys.argv:
-        print(json.dumps(run_drawing(quick, niced="--nice" in sys.argv), indent=2, default=str))
+        drains = int(sys.argv[sys.argv.index("--drains") + 1]) if "--drains" in sys.argv else 1
+        print(json.dumps(run_drawing(quick, niced="--nice" in sys.argv, drains=drains), indent=2, default=str))
     else:
         print(json.dumps(run(quick), indent=2, default=str))
