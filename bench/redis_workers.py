@@ -141,7 +141,10 @@ def _kill_detection(url: str) -> tuple[float, str]:
 
 async def _draw_while(url: str, visitors: int, baseline_s: float, drain, samples: list, failures: list,
                       marks: dict):
-    """`visitors` protocol visitors draw on the Draw page from before `await drain()` begins until it ends."""
+    """`visitors` protocol visitors draw on the Draw page from before `await drain()` begins until it ends.
+
+    Returns what `drain()` returned; the strokes are in `samples`, stamped with when they were answered.
+    """
     from bench.load_test import _drawings, _visitor
     from bench.streamlit_client import StreamlitClient
 
@@ -165,15 +168,12 @@ async def _draw_while(url: str, visitors: int, baseline_s: float, drain, samples
     marks["baseline"] = samples[calm:]
     marks["drain"] = time.monotonic()
     marks["drain_wall"] = time.time()  # the server's timing log stamps wall-clock time
-    before = len(samples)
     try:
-        drained = await drain()
+        return await drain()
     finally:
-        marks["end"] = time.monotonic()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return drained, samples[before:]
 
 
 # How long a participant watches at most: a quick-preset run takes seconds, so a run still going
@@ -343,7 +343,7 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
                 first = await one_drain()
             finally:
                 cpu["after"] = _cpu_seconds(pids)
-            marks["first_end"] = time.monotonic()
+            marks["first_end"], marks["first_end_wall"] = time.monotonic(), time.time()
             for _ in range(drains - 1):
                 later = await one_drain()
                 marks.setdefault("later_ends", []).append(time.monotonic())
@@ -353,9 +353,7 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
             return first
 
         try:
-            drained, _ = asyncio.run(_draw_while(app.url, visitors, baseline_s, drain, samples, failures, marks))
-            during = [ms for at, ms in zip(samples.at, samples, strict=True)
-                      if marks["drain"] <= at <= marks["first_end"]]
+            drained = asyncio.run(_draw_while(app.url, visitors, baseline_s, drain, samples, failures, marks))
             time.sleep(LEFT_S)  # everyone has left: expired sessions go, the periodic collection runs
             marks["left"] = time.monotonic()
         finally:
@@ -365,18 +363,21 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     def rss_at(moment: float) -> float:
         return min(memory, key=lambda point: abs(point[0] - moment))[1]
 
+    def in_first_drain(moment: float) -> bool:
+        return marks["drain"] <= moment <= marks["first_end"]
+
+    during = [ms for at, ms in zip(samples.at, samples, strict=True) if in_first_drain(at)]
     if not during or not memory:
         raise RuntimeError(f"No stroke was measured during the drain; failures: {failures[:3]}")
     start, at_drain, end = rss_at(marks["warm"]), rss_at(marks["drain"]), rss_at(marks["first_end"])
     # Growth that stops is a cache filling; growth that goes on through the second half is a leak.
     middle = rss_at((marks["drain"] + marks["first_end"]) / 2)
-    peak = max(mb for moment, mb in memory if marks["drain"] <= moment <= marks["first_end"])
+    peak = max(mb for moment, mb in memory if in_first_drain(moment))
     # What the server itself spent per run of the Draw page and per live-view refresh during the drain.
     server: dict[str, list[tuple[float, float]]] = {}
     for line in timing_log.read_text().splitlines() if timing_log.exists() else []:
         entry = json.loads(line)
-        if entry["at"] >= marks["drain_wall"] and entry["at"] <= marks["drain_wall"] + (
-                marks["first_end"] - marks["drain"]):
+        if marks["drain_wall"] <= entry["at"] <= marks["first_end_wall"]:
             server.setdefault(entry["what"], []).append((entry["ms"], entry.get("cpu_ms", float("nan"))))
     cpu_used = {name: round(cpu["after"][name] - cpu["before"][name], 1) for name in pids}
     # The benchmark started the others: its own share is what is left of its tree's.
@@ -386,7 +387,7 @@ def _drawing_during_drain(url: str, runs: int, train_subset: int, visitors: int,
     # Strokes by when in the drain they were answered, in 10 s spells: is the wait spread or bunched?
     spells: dict[int, list[float]] = {}
     for at, ms in zip(samples.at, samples, strict=True):
-        if marks["drain"] <= at <= marks["first_end"]:
+        if in_first_drain(at):
             spells.setdefault(int((at - marks["drain"]) // 10), []).append(ms)
     return {"drained": drained, "strokes": during, "baseline": marks["baseline"], "failures": failures,
             "server": server, "cpu_s": cpu_used, "spells": spells,
@@ -469,7 +470,7 @@ def _lower_priority(supervisor, niceness: int) -> None:
 
 
 def run_drawing(quick: bool, niced: bool = False, drains: int = 1) -> dict:
-    """Only the drawing-during-a-drain measurement (`python -m bench.redis_workers --drawing [--nice]`).
+    """Only the drawing-during-a-drain measurement (`python -m bench.redis_workers --drawing [--nice] [--drains N]`).
 
     With `niced`, the same drain runs a second time with the workers at nice 19: on a server whose
     workers share the web tier's cores, what the visitors gain when training yields the CPU to them.
